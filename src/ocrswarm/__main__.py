@@ -1,0 +1,3 @@
+from ocrswarm.cli import main
+
+main()
