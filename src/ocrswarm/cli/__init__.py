@@ -7,6 +7,8 @@ from rich.console import Console
 from rich.text import Text
 
 from ocrswarm import __version__
+from ocrswarm.cli.export import export
+from ocrswarm.cli.workspace import workspace
 from ocrswarm.errors import ExitCode, OcrswarmError
 
 stderr = Console(stderr=True, highlight=False)
@@ -16,6 +18,10 @@ stderr = Console(stderr=True, highlight=False)
 @click.version_option(__version__, "-V", "--version", prog_name="ocrswarm")
 def cli() -> None:
     """Distributed OCR on OCR-D workspaces: METS, PAGE-XML, ALTO, hOCR and text."""
+
+
+cli.add_command(workspace)
+cli.add_command(export)
 
 
 def main() -> None:

@@ -1,0 +1,44 @@
+# Two entry points for a fresh machine (see README): `make demo` and `make test`.
+# Everything is installed into virtual environments inside the checkout.
+
+PYTHON ?= python3
+VENV := .venv
+OCRD_VENV := .venv-ocrd
+OCRD_VERSION ?= ocrd>=3.12,<4
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint interop clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The real OCR-D tools, in their own environment: `ocrd` pins its own FastAPI and friends.
+$(OCRD_VENV)/.installed:
+	$(PYTHON) -m venv $(OCRD_VENV)
+	$(OCRD_VENV)/bin/pip install --quiet --upgrade pip
+	$(OCRD_VENV)/bin/pip install --quiet '$(OCRD_VERSION)'
+	touch $@
+
+interop: $(OCRD_VENV)/.installed
+
+demo: $(VENV)/.installed
+	rm -rf demo-out
+	$(BIN)/ocrswarm workspace init samples/pages -o demo-out/workspace
+	$(BIN)/ocrswarm workspace info demo-out/workspace/mets.xml
+	$(BIN)/ocrswarm workspace pack demo-out/workspace -o demo-out/sample.ocrd.zip
+	$(BIN)/ocrswarm workspace unpack demo-out/sample.ocrd.zip -o demo-out/unpacked
+	$(BIN)/ocrswarm workspace validate demo-out/unpacked/mets.xml
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench samples
+	$(BIN)/ruff format --check src tests bench samples
+	$(BIN)/mypy
+
+test: $(VENV)/.installed interop lint
+	OCRSWARM_OCRD_VENV=$(CURDIR)/$(OCRD_VENV) $(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) $(OCRD_VENV) demo-out .pytest_cache .mypy_cache .ruff_cache
