@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import shutil
 import stat
@@ -233,6 +234,31 @@ def test_pack_uses_the_mets_identifier_a_custom_mets_name_and_full_depth(
     ).read_bytes()
 
 
+def test_pack_deflates_only_what_shrinks(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    (root / "img").mkdir(parents=True)
+    (root / "img" / "noise.tif").write_bytes(os.urandom(300_000))  # an uncompressed noisy scan
+    (root / "img" / "page.png").write_bytes(b"\x89PNG" + bytes(100_000))  # PNG: never again
+    (root / "page.xml").write_bytes(b"<TextLine/>" * 10_000)
+    files = [
+        ("IMG", "TIF", "image/tiff", "img/noise.tif"),
+        ("IMG", "PNG", "image/png", "img/page.png"),
+        ("PAGE", "XML", PAGE, "page.xml"),
+    ]
+    (root / "mets.xml").write_bytes(mets_xml(files))
+    bag = pack_workspace(root / "mets.xml", tmp_path / "b.zip")
+    with zipfile.ZipFile(bag) as archive:
+        methods = {info.filename: info.compress_type for info in archive.infolist()}
+    assert methods["data/img/noise.tif"] == zipfile.ZIP_STORED
+    assert methods["data/img/page.png"] == zipfile.ZIP_STORED
+    assert methods["data/page.xml"] == zipfile.ZIP_DEFLATED
+    assert methods["data/mets.xml"] == zipfile.ZIP_DEFLATED
+    assert unpack_bag(bag, tmp_path / "u").is_file()
+    assert (tmp_path / "u" / "img" / "noise.tif").read_bytes() == (
+        root / "img" / "noise.tif"
+    ).read_bytes()
+
+
 def test_pack_names_a_missing_file_and_keeps_the_old_bag(workspace: Path, tmp_path: Path) -> None:
     output = tmp_path / "book.ocrd.zip"
     output.write_bytes(b"the previous bag")
@@ -255,7 +281,7 @@ def test_pack_refuses_a_file_outside_the_workspace(workspace: Path, tmp_path: Pa
 def test_pack_refuses_a_bad_identifier_or_mets_name(workspace: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="one non-empty line"):
         pack_workspace(workspace, tmp_path / "b.zip", identifier="two\nlines")
-    with pytest.raises(UsageError, match="leaves the bag"):
+    with pytest.raises(UsageError, match="plain file name"):
         pack_workspace(workspace, tmp_path / "b.zip", mets_basename="../mets.xml")
     assert not (tmp_path / "b.zip").exists()
 
