@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ocrswarm.errors import BagError, UnsafeInputError, UsageError
+from ocrswarm.formats import ocrdzip
 from ocrswarm.formats.mets import Mets
 from ocrswarm.formats.ocrdzip import (
     BAGIT_PROFILE_IDENTIFIER,
@@ -303,6 +304,25 @@ def test_unpack_into_an_existing_empty_directory(workspace: Path, tmp_path: Path
     bag = pack_workspace(workspace, tmp_path / "b.zip")
     (tmp_path / "empty").mkdir()
     assert unpack_bag(bag, tmp_path / "empty").is_file()
+
+
+def test_a_target_filled_while_unpacking_is_not_overwritten(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bag = pack_workspace(workspace, tmp_path / "b.zip")
+    target = tmp_path / "target"
+    target.mkdir()
+    real_extract = ocrdzip._extract
+
+    def extract_while_someone_writes(*args: object) -> None:
+        real_extract(*args)  # type: ignore[arg-type]
+        (target / "arrived.txt").write_text("written by someone else meanwhile")
+
+    monkeypatch.setattr(ocrdzip, "_extract", extract_while_someone_writes)
+    with pytest.raises(BagError, match="cannot move the unpacked workspace"):
+        unpack_bag(bag, target)
+    assert listing(target) == ["arrived.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.zip", "scans", "target", "ws"]
 
 
 # --- real bags -----------------------------------------------------------------------------

@@ -601,28 +601,38 @@ def unpack_bag(bag: Path, target: Path, *, limits: ZipLimits = ZipLimits()) -> P
     """
     bag, target = Path(bag), Path(target)
     _require_empty_target(target)
+    with _open_zip(bag) as archive:
+        source = _ZipBag(archive, str(bag), limits)
+        if source.problems:
+            raise UnsafeInputError(f"{bag} refused: {'; '.join(source.problems[:5])}")
+        staging = _staging_directory(target)
+        try:
+            _extract(source, staging)
+            report = _validate(source)
+            report.raise_for_errors()
+            _move_into_place(staging / "data", target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target / report.mets_name
+
+
+def _staging_directory(target: Path) -> Path:
+    """A fresh hidden directory beside `target`: same file system, so the final rename is atomic."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
+        return Path(
             tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".unpacking", dir=target.parent)
         )
     except OSError as error:
         raise BagError(f"cannot create {target}: {error.strerror}") from error
+
+
+def _move_into_place(payload: Path, target: Path) -> None:
+    """Rename the verified payload to `target`; the OS refuses if `target` filled up meanwhile."""
     try:
-        with _open_zip(bag) as archive:
-            source = _ZipBag(archive, str(bag), limits)
-            if source.problems:
-                raise UnsafeInputError(f"{bag} refused: {'; '.join(source.problems[:5])}")
-            _extract(source, staging)
-            report = _validate(source)
-        report.raise_for_errors()
-        try:
-            os.rename(staging / "data", target)
-        except OSError as error:
-            raise BagError(f"cannot move the unpacked workspace to {target}: {error}") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target / report.mets_name
+        os.rename(payload, target)
+    except OSError as error:
+        raise BagError(f"cannot move the unpacked workspace to {target}: {error}") from error
 
 
 def _require_empty_target(target: Path) -> None:
