@@ -519,6 +519,35 @@ def test_hostile_member_names_are_refused(
     assert any(re.search(message, error) for error in report.errors), report.errors
 
 
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("../../etc/passwd", "leaves the bag"),
+        ("/etc/passwd", "absolute path"),
+        ("data/x\x00y", "NUL byte"),
+        ("data\\..\\..\\evil", "backslash"),
+    ],
+)
+def test_manifest_paths_that_leave_the_bag_are_refused(
+    tmp_path: Path, entry: str, message: str
+) -> None:
+    payload = valid_payload()
+    bag = write_bag(tmp_path / "evil.zip", payload)
+    with zipfile.ZipFile(bag) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["manifest-sha512.txt"] += f"{sha512(b'x')}  {entry}\n".encode()
+    with zipfile.ZipFile(bag, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    report = validate_bag(bag)
+    assert report.unsafe
+    assert any(
+        f"manifest-sha512.txt line 3: {entry!r}" in error and message in error
+        for error in report.errors
+    ), report.errors
+    assert_unpack_refused(bag, tmp_path, UnsafeInputError, message)
+
+
 def test_an_encrypted_member_is_refused(tmp_path: Path) -> None:
     bag = write_bag(tmp_path / "evil.zip", valid_payload())
     patch_member(bag, "data/OCR-D-IMG/p1.png", "flags", 0x1)
