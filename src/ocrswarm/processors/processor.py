@@ -1,0 +1,95 @@
+"""The processor interface between one page's files and the engine.
+
+A processor turns one page's input files into output files and says what to register; it never
+writes the METS. That makes the engine the single METS writer and lets a worker process keep
+one processor instance (and its loaded model) for every page it is given.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ocrswarm.formats.atomicfile import write_atomic
+
+
+@dataclass(frozen=True, slots=True)
+class InputFile:
+    """One input file of a page: which fileGrp it came from and where it is on disk."""
+
+    file_grp: str
+    file_id: str
+    mimetype: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    """A file a processor has written; the engine registers it in the METS."""
+
+    file_grp: str
+    file_id: str
+    mimetype: str
+    href: str  # relative to the workspace directory
+    page_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PageJob:
+    """Everything a processor needs to process one page, and nothing about the whole METS.
+
+    `inputs` holds, in the order of the input fileGrps (`-I A,B`), that page's files in each
+    (a fileGrp with no file for this page is simply absent).
+    """
+
+    workspace_dir: Path
+    page_id: str
+    inputs: Sequence[InputFile]
+    output_file_grps: Sequence[str]
+
+    def output_path(self, file_grp: str, file_id: str, suffix: str) -> tuple[Path, str]:
+        """The path of a new output file and its href: `<workspace>/<fileGrp>/<ID><suffix>`."""
+        href = f"{file_grp}/{file_id}{suffix}"
+        return self.workspace_dir / href, href
+
+    def write_output(
+        self, content: bytes, *, file_grp: str, file_id: str, mimetype: str, suffix: str
+    ) -> OutputFile:
+        """Write `content` atomically to its place in the workspace and describe it."""
+        path, href = self.output_path(file_grp, file_id, suffix)
+        write_atomic(path, content)
+        return OutputFile(file_grp, file_id, mimetype, href, self.page_id)
+
+
+def output_file_id(file_grp: str, page_id: str, suffix: str = "") -> str:
+    """OCR-D's convention for an output file's ID: `<fileGrp>_<page ID>[_<suffix>]`."""
+    return f"{file_grp}_{page_id}_{suffix}" if suffix else f"{file_grp}_{page_id}"
+
+
+class Processor(ABC):
+    """An OCR-D processor: constructed once per worker with validated parameters.
+
+    Subclasses load their models in `__init__` (once), process pages in `process_page`
+    (many times) and release resources in `close`.
+    """
+
+    executable: ClassVar[str]
+
+    def __init__(self, parameters: Mapping[str, Any]) -> None:
+        self.parameters = dict(parameters)
+
+    @abstractmethod
+    def process_page(self, job: PageJob) -> list[OutputFile]:
+        """Process one page and return the files to register, in the order to register them."""
+
+    def close(self) -> None:  # noqa: B027 - processors without resources need not override
+        """Release models and other resources."""
+
+    def __enter__(self) -> Processor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
