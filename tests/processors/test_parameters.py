@@ -162,6 +162,14 @@ def test_integer_format_wants_whole_numbers_and_normalizes_them() -> None:
     assert float_result["k"] == 0.25
 
 
+def test_not_a_number_is_not_a_number() -> None:
+    tool = tool_json("ocrd-swarm-recognize")
+    for raw in ("NaN", "Infinity"):
+        parsed = parse_parameter_args([], [("dpi", raw)])
+        (problem,) = problems_of(tool, parsed)
+        assert "parameter 'dpi' must be a finite number" in problem
+
+
 def test_required_parameter() -> None:
     (problem,) = problems_of(SYNTHETIC_TOOL, {})
     assert "parameter 'model' is required: the model to use" in problem
@@ -259,12 +267,13 @@ def test_bad_p_value_is_a_usage_error_naming_it(value: str, expected: str) -> No
     with pytest.raises(UsageError, match="-p") as caught:
         parse_parameter_args([value], [])
     assert expected in str(caught.value)
+    assert len(str(caught.value)) < 200  # a long literal is abbreviated in the message
 
 
 def test_p_file_that_is_not_json_or_not_utf8(tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text('{"a": 1,}', "utf-8")
-    with pytest.raises(UsageError, match=r"broken\.json.*line 1 column 9"):
+    with pytest.raises(UsageError, match=r"broken\.json.*invalid JSON .*line 1 column 9"):
         parse_parameter_args([str(broken)], [])
     latin1 = tmp_path / "latin1.json"
     latin1.write_bytes('{"a": "ä"}'.encode("latin-1"))

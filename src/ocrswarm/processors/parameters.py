@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -103,11 +104,13 @@ def parse_parameter_args(
 def _parse_p_value(
     value: str, resolve_preset: Callable[[str], Path | None] | None
 ) -> dict[str, Any]:
-    text, origin = value, f"-p {value!r}"
+    text = value
+    origin = f"-p {_abbreviated(value)}"
+    what = "neither a parameter file nor a JSON object"
     if not value.lstrip().startswith("{"):
         path = (resolve_preset(value) if resolve_preset else None) or Path(value)
         if _is_file(path):
-            origin = f"-p {value!r} (file {path})"
+            origin, what = f"-p {value!r} (file {path})", "invalid JSON"
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as error:
@@ -116,8 +119,7 @@ def _parse_p_value(
         parsed = json.loads(_COMMENT_LINE.sub("", text))
     except json.JSONDecodeError as error:
         raise UsageError(
-            f"{origin}: neither a parameter file nor a JSON object ({error.msg} at line "
-            f"{error.lineno} column {error.colno})"
+            f"{origin}: {what} ({error.msg} at line {error.lineno} column {error.colno})"
         ) from error
     if not isinstance(parsed, dict):
         raise UsageError(f"{origin}: parameters must be a JSON object, not {_json_kind(parsed)}")
@@ -153,7 +155,9 @@ def _value_problems(name: str, spec: Mapping[str, Any], value: Any) -> list[str]
         Draft201909Validator(schema).iter_errors(value), key=lambda e: list(e.absolute_path)
     )
     problems = [_describe(name, error) for error in errors]
-    if not problems and _wants_integer(spec) and not float(value).is_integer():
+    if not problems and isinstance(value, float) and not math.isfinite(value):
+        problems.append(f"parameter {name!r} must be a finite number; got {value}")
+    elif not problems and _wants_integer(spec) and not float(value).is_integer():
         problems.append(f"parameter {name!r} must be a whole number; got {_show(value)}")
     return problems
 
@@ -219,6 +223,10 @@ def _with_nested_defaults(spec: Mapping[str, Any], value: Any) -> Any:
                 elif "default" in subspec:
                     value[key] = _with_nested_defaults(subspec, copy.deepcopy(subspec["default"]))
     return value
+
+
+def _abbreviated(value: str, limit: int = 80) -> str:
+    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
 
 
 def _show(value: Any) -> str:

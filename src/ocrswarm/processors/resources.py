@@ -31,6 +31,7 @@ from ocrswarm.errors import OcrswarmError
 SYSTEM_RESOURCES_DIR = Path("/usr/local/share/ocrd-resources")
 # The schema's default for a tool's `resource_locations`.
 DEFAULT_RESOURCE_LOCATIONS = ("data", "cwd", "system", "module")
+# The module directory of the built-in processors: the last lookup location, and `-D`.
 MODULE_DIR = Path(__file__).resolve().parent
 
 DOWNLOAD_TIMEOUT_SECONDS = 60.0
