@@ -11,7 +11,7 @@ from ocrswarm.cli.export import export
 from ocrswarm.cli.workspace import workspace
 from ocrswarm.errors import ExitCode, OcrswarmError
 
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, markup=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -9,12 +9,18 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ocrswarm.errors import FormatError
 from ocrswarm.formats.ocrdzip import pack_workspace, unpack_bag, validate_bag
 from ocrswarm.formats.workspace import Workspace
 
-console = Console(highlight=False)
+console = Console(highlight=False, markup=False)
+
+
+def report(label: str, style: str, message: str) -> None:
+    """Print `label: message`, with the message taken literally (no rich markup)."""
+    console.print(Text.assemble((f"{label}: ", style), message), soft_wrap=True)
 
 
 @click.group()
@@ -35,7 +41,7 @@ def init(images: Path, output: Path | None) -> None:
     """Create a workspace from a folder of images, one physical page per image in natural order."""
     ws = Workspace.from_images(images, output)
     for warning in ws.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", markup=True)
+        report("warning", "yellow", warning)
     console.print(f"{ws.mets_path}: {len(ws.mets.page_ids)} pages in fileGrp OCR-D-IMG")
 
 
@@ -57,7 +63,7 @@ def info(mets: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    console.print(f"[bold]{ws.mets_path}[/]", markup=True)
+    console.print(Text(str(ws.mets_path), style="bold"))
     console.print(f"identifier: {summary['identifier'] or '-'}")
     console.print(f"pages: {summary['pages']}, files: {summary['files']}")
     table = Table("fileGrp", "files")
@@ -70,16 +76,20 @@ def info(mets: Path, as_json: bool) -> None:
 @click.argument("target", type=click.Path(exists=True, path_type=Path))
 @click.option("--skip-files", is_flag=True, help="Do not check that local files exist.")
 def validate(target: Path, skip_files: bool) -> None:
-    """Validate a METS (schema, references, files) or an OCRD-ZIP bag; exit 1 on any problem."""
-    if target.is_file() and target.suffix == ".zip":
+    """Validate a METS (schema, references, files) or an OCRD-ZIP (zipped or a bag directory).
+
+    Exit 1 on any problem.
+    """
+    is_bag = (target.is_file() and target.suffix == ".zip") or (target / "bagit.txt").is_file()
+    if is_bag:
         report = validate_bag(target)
         for warning in report.warnings:
-            console.print(f"[yellow]warning:[/] {warning}", markup=True)
+            report("warning", "yellow", warning)
         problems = report.errors
     else:
         problems = Workspace.open(target).validate(check_files=not skip_files)
     for problem in problems:
-        console.print(f"[red]invalid:[/] {problem}", markup=True)
+        report("invalid", "red", problem)
     if problems:
         raise FormatError(f"{target}: {len(problems)} problem(s)")
     console.print(f"{target}: valid")

@@ -129,7 +129,7 @@ class Mets:
     _files: dict[str, Element]  # file ID -> mets:file
     _file_group: dict[str, str]  # file ID -> fileGrp USE
     _group_files: dict[str, _IdSet]  # fileGrp USE -> its file IDs
-    _mimetype_files: dict[str, _IdSet]
+    _typed_files: dict[tuple[str, str], _IdSet]  # (fileGrp USE, MIME type) -> file IDs
     _sequence: Element | None  # the physSequence div holding the pages
     _pages: dict[str, Element]  # page ID -> div
     _page_files: dict[str, _IdSet]
@@ -229,7 +229,11 @@ class Mets:
         elif file_grp is not None:
             candidates = self._group_files.get(file_grp, ())
         elif mimetype is not None:
-            candidates = self._mimetype_files.get(mimetype, ())
+            candidates = [
+                member
+                for group in self._groups
+                for member in self._typed_files.get((group, mimetype), ())
+            ]
         else:
             return self.files
         found = []
@@ -317,7 +321,7 @@ class Mets:
         self._files[file_id] = element
         self._file_group[file_id] = file_grp
         self._group_files[file_grp][file_id] = None
-        self._mimetype_files.setdefault(mimetype, {})[file_id] = None
+        self._typed_files.setdefault((file_grp, mimetype), {})[file_id] = None
         for stale in self._dangling.pop(file_id, ()):
             _remove(stale)
         if page_id is not None:
@@ -364,8 +368,9 @@ class Mets:
         removed = self.get_file(file_id)
         self._unlink_pages(file_id)
         element = self._files.pop(file_id)
-        del self._group_files[self._file_group.pop(file_id)][file_id]
-        self._forget_mimetype(file_id, element.get("MIMETYPE") or "")
+        group = self._file_group.pop(file_id)
+        del self._group_files[group][file_id]
+        self._forget_type(file_id, group, element.get("MIMETYPE") or "")
         _remove(element)
         return removed
 
@@ -476,7 +481,7 @@ class Mets:
         self._files = {}
         self._file_group = {}
         self._group_files = {}
-        self._mimetype_files = {}
+        self._typed_files = {}
         if self._file_sec is None:
             return
         for group in self._file_sec.iter(TAG_FILEGRP):
@@ -500,7 +505,7 @@ class Mets:
                 self._file_group[file_id] = use
                 members[file_id] = None
                 mimetype = element.get("MIMETYPE") or ""
-                self._mimetype_files.setdefault(mimetype, {})[file_id] = None
+                self._typed_files.setdefault((use, mimetype), {})[file_id] = None
 
     def _index_pages(self) -> None:
         self._sequence = None
@@ -582,11 +587,11 @@ class Mets:
             for fptr in [f for f in div.iterchildren(TAG_FPTR) if f.get("FILEID") == file_id]:
                 _remove(fptr)
 
-    def _forget_mimetype(self, file_id: str, mimetype: str) -> None:
-        members = self._mimetype_files[mimetype]
+    def _forget_type(self, file_id: str, group: str, mimetype: str) -> None:
+        members = self._typed_files[group, mimetype]
         del members[file_id]
         if not members:
-            del self._mimetype_files[mimetype]
+            del self._typed_files[group, mimetype]
 
     # ---- mutation helpers -------------------------------------------------------------
 
@@ -604,9 +609,16 @@ class Mets:
         element = self._files[file_id]
         old_mimetype = element.get("MIMETYPE") or ""
         if old_mimetype != mimetype:
-            self._forget_mimetype(file_id, old_mimetype)
-            self._mimetype_files.setdefault(mimetype, {})[file_id] = None
+            group = self._file_group[file_id]
+            self._forget_type(file_id, group, old_mimetype)
             element.set("MIMETYPE", mimetype)
+            # Rare (a replacement by another type): rebuild the entry in document order.
+            typed = self._typed_files.get((group, mimetype), {})
+            self._typed_files[group, mimetype] = {
+                member: None
+                for member in self._group_files[group]
+                if member == file_id or member in typed
+            }
         for stale in ("CHECKSUM", "CHECKSUMTYPE", "SIZE", "CREATED"):  # about the old content
             element.attrib.pop(stale, None)
         self._set_location(element, href)

@@ -33,7 +33,5 @@ def canonical_executable(executable: str) -> str:
 def processor_class(executable: str) -> type[Processor]:
     """Import and return the class of a built-in processor."""
     module_name, class_name = BUILTIN_PROCESSORS[canonical_executable(executable)].split(":")
-    cls: type[Processor] = getattr(
-        import_module(f"ocrswarm.processors.{module_name}"), class_name
-    )
+    cls: type[Processor] = getattr(import_module(f"ocrswarm.processors.{module_name}"), class_name)
     return cls
