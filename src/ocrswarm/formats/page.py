@@ -439,6 +439,19 @@ class Page:
             yield region
             stack.extend(reversed(region.regions))
 
+    def ids(self) -> set[str]:
+        """Every id on the page: regions, lines, words, glyphs."""
+        ids: set[str] = set()
+        for region in self.all_regions():
+            ids.add(region.id)
+            if isinstance(region, TextRegion):
+                for line in region.lines:
+                    ids.add(line.id)
+                    for word in line.words:
+                        ids.add(word.id)
+                        ids.update(glyph.id for glyph in word.glyphs)
+        return ids
+
     def text_regions(self) -> list[TextRegion]:
         return [region for region in self.all_regions() if isinstance(region, TextRegion)]
 
@@ -505,6 +518,16 @@ class PcGts:
     def touch(self) -> None:
         """Mark the document as changed now."""
         self.last_change = now_utc()
+
+
+def unique_id(base: str, used: set[str]) -> str:
+    """`base`, else `base_2`, `base_3`…: the first not in `used`, which it then joins."""
+    candidate, number = base, 1
+    while candidate in used:
+        number += 1
+        candidate = f"{base}_{number}"
+    used.add(candidate)
+    return candidate
 
 
 def set_text_consistently(page: Page) -> None:
