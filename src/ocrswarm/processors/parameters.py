@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft201909Validator  # type: ignore[import-untyped]
+from jsonschema import Draft201909Validator
 
 from ocrswarm.errors import ExitCode, OcrswarmError, UsageError
 
