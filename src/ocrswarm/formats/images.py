@@ -166,9 +166,11 @@ def _open_file(path: Path) -> Any:
 def _open_image(stream: Any, path: Path, max_pixels: int) -> Image.Image:
     """Parse the header and enforce the pixel cap before anything is decoded."""
     try:
-        # Turns Pillow's bomb warning into an exception. Warning filters are process-wide,
-        # so under threads this may miss; the explicit size check below never does.
+        # Turns Pillow's bomb warning into an exception and silences its notes on corrupt
+        # metadata (the image opens or we raise). Warning filters are process-wide, so under
+        # threads this may miss; the explicit size check below never does.
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(stream, formats=_PILLOW_FORMATS)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:

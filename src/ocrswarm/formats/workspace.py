@@ -287,7 +287,8 @@ def _link_or_copy(source: Path, destination: Path) -> None:
             return
         raise FormatError(f"{destination} already exists; refusing to overwrite it")
     try:
-        os.link(source, destination)
+        # os.link does not follow a symlink on Linux; link the file it points to.
+        os.link(os.path.realpath(source), destination)
     except OSError:
         try:
             shutil.copyfile(source, destination)
