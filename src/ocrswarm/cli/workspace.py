@@ -18,7 +18,7 @@ from ocrswarm.formats.workspace import Workspace
 console = Console(highlight=False, markup=False)
 
 
-def report(label: str, style: str, message: str) -> None:
+def say(label: str, style: str, message: str) -> None:
     """Print `label: message`, with the message taken literally (no rich markup)."""
     console.print(Text.assemble((f"{label}: ", style), message), soft_wrap=True)
 
@@ -41,7 +41,7 @@ def init(images: Path, output: Path | None) -> None:
     """Create a workspace from a folder of images, one physical page per image in natural order."""
     ws = Workspace.from_images(images, output)
     for warning in ws.warnings:
-        report("warning", "yellow", warning)
+        say("warning", "yellow", warning)
     console.print(f"{ws.mets_path}: {len(ws.mets.page_ids)} pages in fileGrp OCR-D-IMG")
 
 
@@ -84,12 +84,12 @@ def validate(target: Path, skip_files: bool) -> None:
     if is_bag:
         report = validate_bag(target)
         for warning in report.warnings:
-            report("warning", "yellow", warning)
+            say("warning", "yellow", warning)
         problems = report.errors
     else:
         problems = Workspace.open(target).validate(check_files=not skip_files)
     for problem in problems:
-        report("invalid", "red", problem)
+        say("invalid", "red", problem)
     if problems:
         raise FormatError(f"{target}: {len(problems)} problem(s)")
     console.print(f"{target}: valid")
