@@ -17,25 +17,28 @@ from ocrswarm.formats.text import page_to_text
 from tests.formats.test_page import box, gt_files, sample_line, sample_pcgts
 
 
-def expected_text(path: Path) -> str:
-    """The GT's text read with plain lxml: reading-order regions first, then the rest."""
+def gt_lines_by_region(path: Path) -> list[list[str]]:
+    """The GT's non-empty line texts per text region, read with plain lxml, in reading order
+    (regions the reading order names first, then the rest in document order)."""
     root = parse_xml(path).getroot()
     ns = {"pc": root.tag[1:].partition("}")[0]}
     regions = {region.get("id"): region for region in root.iterfind(".//pc:TextRegion", ns)}
-    refs = sorted(
-        root.iterfind(".//pc:RegionRefIndexed", ns), key=lambda ref: int(ref.get("index"))
-    )
+    refs = root.iterfind(".//pc:RegionRefIndexed", ns)
+    refs = sorted(refs, key=lambda ref: int(ref.get("index")))
     order = [ref.get("regionRef") for ref in refs if ref.get("regionRef") in regions]
     order += [region_id for region_id in regions if region_id not in order]
-    blocks = []
-    for region_id in order:
-        lines = [
-            line.findtext("pc:TextEquiv/pc:Unicode", "", ns)
+    return [
+        [
+            text
             for line in regions[region_id].iterfind("pc:TextLine", ns)
+            if (text := line.findtext("pc:TextEquiv/pc:Unicode", "", ns))
         ]
-        block = "\n".join(text for text in lines if text)
-        if block:
-            blocks.append(block)
+        for region_id in order
+    ]
+
+
+def expected_text(path: Path) -> str:
+    blocks = ["\n".join(lines) for lines in gt_lines_by_region(path) if lines]
     return "\n\n".join(blocks) + "\n"
 
 
