@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ocrswarm.formats.page import (
     PcGts,
@@ -17,9 +18,12 @@ from ocrswarm.formats.text import page_to_text
 from tests.formats.test_page import box, gt_files, sample_line, sample_pcgts
 
 
-def gt_lines_by_region(path: Path) -> list[list[str]]:
+def gt_lines_by_region(path: Path, *, from_words: bool = False) -> list[list[str]]:
     """The GT's non-empty line texts per text region, read with plain lxml, in reading order
-    (regions the reading order names first, then the rest in document order)."""
+    (regions the reading order names first, then the rest in document order).
+
+    With `from_words`, a line that has Word elements reads as their texts joined by spaces.
+    """
     root = parse_xml(path).getroot()
     ns = {"pc": root.tag[1:].partition("}")[0]}
     regions = {region.get("id"): region for region in root.iterfind(".//pc:TextRegion", ns)}
@@ -27,11 +31,21 @@ def gt_lines_by_region(path: Path) -> list[list[str]]:
     refs = sorted(refs, key=lambda ref: int(ref.get("index")))
     order = [ref.get("regionRef") for ref in refs if ref.get("regionRef") in regions]
     order += [region_id for region_id in regions if region_id not in order]
+
+    def line_text(line: Any) -> str:
+        words = [
+            word.findtext("pc:TextEquiv/pc:Unicode", "", ns)
+            for word in line.iterfind("pc:Word", ns)
+        ]
+        if from_words and words:
+            return " ".join(words)
+        return str(line.findtext("pc:TextEquiv/pc:Unicode", "", ns))
+
     return [
         [
             text
             for line in regions[region_id].iterfind("pc:TextLine", ns)
-            if (text := line.findtext("pc:TextEquiv/pc:Unicode", "", ns))
+            if (text := line_text(line))
         ]
         for region_id in order
     ]
