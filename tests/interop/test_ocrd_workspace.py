@@ -33,10 +33,11 @@ def test_workspace_with_page_and_exports_is_valid_for_ocrd(
     for image in workspace.mets.find_files(file_grp="OCR-D-IMG"):
         assert image.page_id is not None
         pcgts = PcGts.new(image.href, 1240, 1754)
+        pcgts.pcgts_id = f"OCR-D-SEG_{image.page_id}"  # OCR-D: pcGtsId equals the METS file ID
         workspace.add_file(
             page_to_bytes(pcgts),
             file_grp="OCR-D-SEG",
-            file_id=f"OCR-D-SEG_{image.page_id}",
+            file_id=pcgts.pcgts_id,
             mimetype=MIMETYPE_PAGE,
             page_id=image.page_id,
             suffix=".xml",

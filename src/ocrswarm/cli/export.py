@@ -37,4 +37,6 @@ def export(
         page_selection=page_selection,
         overwrite=overwrite,
     )
-    click.echo(f"{workspace.mets_path}: {len(written)} {format_name} file(s) in {written[0].file_grp}")
+    click.echo(
+        f"{workspace.mets_path}: {len(written)} {format_name} file(s) in {written[0].file_grp}"
+    )

@@ -97,7 +97,9 @@ def validate(target: Path, skip_files: bool) -> None:
 
 @workspace.command()
 @click.argument("directory", type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The .ocrd.zip")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="The .ocrd.zip"
+)
 @click.option("--identifier", help="Ocrd-Identifier (default: the METS identifier).")
 def pack(directory: Path, output: Path, identifier: str | None) -> None:
     """Pack a workspace (a directory with mets.xml, or a METS file) into an OCRD-ZIP."""
@@ -108,7 +110,9 @@ def pack(directory: Path, output: Path, identifier: str | None) -> None:
 
 @workspace.command()
 @click.argument("bag", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="New directory")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="New directory"
+)
 def unpack(bag: Path, output: Path) -> None:
     """Unpack and validate an OCRD-ZIP into a new workspace directory."""
     mets = unpack_bag(bag, output)

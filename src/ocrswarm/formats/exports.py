@@ -73,9 +73,7 @@ def export_workspace(
         raise FormatError(f"output fileGrp {target!r} exists; use --overwrite to replace it")
     written = []
     for page_id in select_pages(page_selection, workspace.mets.page_ids):
-        inputs = workspace.mets.find_files(
-            file_grp=source, page_id=page_id, mimetype=MIMETYPE_PAGE
-        )
+        inputs = workspace.mets.find_files(file_grp=source, page_id=page_id, mimetype=MIMETYPE_PAGE)
         if not inputs:
             continue
         pcgts = parse_page(workspace.resolve(inputs[0]))
