@@ -1,4 +1,4 @@
-"""What we write passes the real OCR-D validators: `ocrd workspace validate`, `ocrd zip validate`."""
+"""What we write passes the real OCR-D validators (ocrd workspace validate, ocrd zip validate)."""
 
 from __future__ import annotations
 
