@@ -23,23 +23,27 @@ def require_or_skip(reason: str) -> None:
     pytest.skip(reason)
 
 
+def _shared(part: str) -> Path:
+    """A folder of ../shared (or $OCRSWARM_SHARED); a skip, not a failure, when absent.
+
+    The project never needs ../shared to run; tests use its real data when it is there.
+    """
+    folder = Path(os.environ.get("OCRSWARM_SHARED", REPO.parent / "shared")) / part
+    if not folder.is_dir():
+        pytest.skip(f"shared {part} not present at {folder}")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real OCR-D scans in ../shared/data (skipped, not failed, when absent)."""
-    root = Path(os.environ.get("OCRSWARM_SHARED", REPO.parent / "shared"))
-    data = root / "data"
-    if not data.is_dir():
-        pytest.skip(f"shared data not present at {data}")
-    return data
+    """The real OCR-D scans in ../shared/data."""
+    return _shared("data")
 
 
 @pytest.fixture(scope="session")
 def shared_spec() -> Path:
-    root = Path(os.environ.get("OCRSWARM_SHARED", REPO.parent / "shared"))
-    spec = root / "spec"
-    if not spec.is_dir():
-        pytest.skip(f"shared spec not present at {spec}")
-    return spec
+    """The OCR-D specs in ../shared/spec."""
+    return _shared("spec")
 
 
 @pytest.fixture
