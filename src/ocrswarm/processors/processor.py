@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ocrswarm.errors import FormatError
 from ocrswarm.formats.atomicfile import write_atomic
 
 
@@ -49,6 +50,17 @@ class PageJob:
     page_id: str
     inputs: Sequence[InputFile]
     output_file_grps: Sequence[str]
+
+    def href_of(self, path: Path) -> str:
+        """The workspace-relative href (forward slashes) of a file inside the workspace.
+
+        Works for paths resolved through symlinks (InputFile.path is) as well as for plain
+        ones, so an image's href can go into a PAGE imageFilename.
+        """
+        for base in (self.workspace_dir, self.workspace_dir.resolve()):
+            if path.is_relative_to(base):
+                return path.relative_to(base).as_posix()
+        raise FormatError(f"{path} is not inside the workspace {self.workspace_dir}")
 
     def output_path(self, file_grp: str, file_id: str, suffix: str) -> tuple[Path, str]:
         """The path of a new output file and its href: `<workspace>/<fileGrp>/<ID><suffix>`."""
