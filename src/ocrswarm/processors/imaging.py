@@ -391,14 +391,18 @@ def _turned(
 
 
 def _rotated_canvas(width: float, height: float, angle: float) -> tuple[int, int]:
-    """Pillow's expanded canvas size for rotating a width x height image by `angle`."""
+    """The canvas Pillow's rotate(expand=True) gives a width x height image: its arithmetic,
+    to the rounding, so that a replayed rotation matches the stored image to the pixel."""
     if angle % 180 == 0:
         return round(width), round(height)
     if angle % 90 == 0:
         return round(height), round(width)
-    turn = Affine.rotation(angle, (0.0, 0.0), (0.0, 0.0))
-    corners = [turn(x, y) for x, y in ((0, 0), (width, 0), (width, height), (0, height))]
-    xs, ys = [x for x, _ in corners], [y for _, y in corners]
+    radians = -math.radians(angle)
+    cos, sin = round(math.cos(radians), 15), round(math.sin(radians), 15)
+    cx, cy = width / 2, height / 2
+    corners = [(x - cx, y - cy) for x, y in ((0, 0), (width, 0), (width, height), (0, height))]
+    xs = [cos * dx + sin * dy + cx for dx, dy in corners]
+    ys = [-sin * dx + cos * dy + cy for dx, dy in corners]
     return (math.ceil(max(xs)) - math.floor(min(xs)), math.ceil(max(ys)) - math.floor(min(ys)))
 
 
@@ -527,5 +531,4 @@ def _page_for_image(job: PageJob, file: InputFile) -> PcGts:
             "neither PAGE-XML nor an image"
         )
     info = inspect_image(file.path)
-    href = Path(os.path.relpath(file.path, job.workspace_dir)).as_posix()
-    return PcGts.new(href, info.width, info.height)
+    return PcGts.new(job.href_of(file.path), info.width, info.height)
