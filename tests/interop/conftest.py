@@ -21,7 +21,9 @@ def ocrd_bin() -> Path:
     return binary
 
 
-def run_ocrd(ocrd_bin: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_ocrd(
+    ocrd_bin: Path, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `ocrd ARGS…` and return the finished process (output captured as text)."""
     return subprocess.run(
         [str(ocrd_bin), *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
