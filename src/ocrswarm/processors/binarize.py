@@ -121,7 +121,12 @@ def otsu_threshold(gray: Gray) -> int:
         sum_dark[-1] - sum_dark, weight_light, out=np.zeros(256), where=weight_light > 0
     )
     between = weight_dark * weight_light * (mean_dark - mean_light) ** 2
-    return int(np.argmax(between))
+    # Every level in an empty gap between ink and paper separates equally well; take the
+    # middle of the first such run, not its edge, which hugs the ink.
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-12))
+    breaks = np.flatnonzero(np.diff(best) > 1)
+    last = best[breaks[0]] if breaks.size else best[-1]
+    return int(best[0] + last) // 2
 
 
 def default_window(dpi: float) -> int:
