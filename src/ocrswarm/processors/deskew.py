@@ -42,6 +42,8 @@ LOG = logging.getLogger(__name__)
 
 # Resolution the skew is measured at: enough for 0.1° on a page, cheap to project.
 SKEW_DPI = 150.0
+# Resolution orientation detection runs at, at most.
+OSD_DPI = 300.0
 # At most this many ink pixels are projected (an evenly spaced sample beyond).
 _MAX_INK_POINTS = 250_000
 _COARSE_STEP = 0.25
@@ -125,8 +127,12 @@ class DeskewProcessor(Processor):
         api = self._osd_api()
         if api is None:
             return 0
-        api.SetImage(image.image)
-        api.SetSourceResolution(round(image.dpi))
+        pixels, dpi = image.image, image.dpi
+        factor = int(dpi // OSD_DPI)
+        if factor >= 2:  # OSD is faster, and no less sure, at 300 dpi than at 600
+            pixels, dpi = grayscale_image(pixels).reduce(factor), dpi / factor
+        api.SetImage(pixels)
+        api.SetSourceResolution(round(dpi))
         result = api.DetectOrientationScript()
         if not result or math.isnan(result["orient_conf"]):
             LOG.warning("orientation detection found no text; page taken as upright")

@@ -269,12 +269,17 @@ def segment_image(
 
 
 def image_to_png_bytes(image: Image.Image, dpi: float | None = None) -> bytes:
-    """The image as PNG, with its DPI recorded when given."""
+    """The image as PNG, with its DPI recorded when given.
+
+    Greyscale and colour scans barely compress (paper grain is noise), so they get zlib's
+    fastest level: a third of the time of the default for about a tenth more bytes.
+    Bilevel images compress well and fast at the default level.
+    """
     buffer = io.BytesIO()
+    options: dict[str, object] = {"compress_level": 6 if image.mode == "1" else 1}
     if dpi:
-        image.save(buffer, format="PNG", dpi=(dpi, dpi))
-    else:
-        image.save(buffer, format="PNG")
+        options["dpi"] = (dpi, dpi)
+    image.save(buffer, format="PNG", **options)
     return buffer.getvalue()
 
 
