@@ -372,3 +372,18 @@ def test_console_scripts_are_installed(workspace: Workspace) -> None:
     )
     assert (run.returncode, run.stderr) == (0, "")
     assert len(Workspace.open(workspace.mets_path).mets.find_files(file_grp="OUT")) == len(PAGES)
+
+
+def test_a_processor_that_cannot_start_fails_cleanly(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Broken(Recorder):
+        def __init__(self, parameters: Mapping[str, Any]) -> None:
+            raise RuntimeError("Failed loading language 'xyz'")
+
+    monkeypatch.setattr(registry, "processor_class", lambda executable: Broken)
+    before = workspace.mets_path.read_bytes()
+    assert recognize(workspace, "-I", "OCR-D-IMG", "-O", "OUT") == 1
+    error = capsys.readouterr().err
+    assert "ocrd-swarm-recognize could not start: RuntimeError: Failed loading language" in error
+    assert workspace.mets_path.read_bytes() == before

@@ -210,7 +210,7 @@ def _process(executable: str, given: dict[str, Any]) -> None:
         overwrite=given["overwrite"],
         stop_on_error=given["debug"],
     )
-    report = run_standalone(workspace, run, lambda: processor_class(parameters))
+    report = run_standalone(workspace, run, lambda: _start(processor_class, parameters))
     log.info(
         "%s: %d page(s) processed, %d without input, %d file(s) registered in %s",
         executable,
@@ -301,6 +301,19 @@ def _processor_class(executable: str) -> type[Processor]:
     except ImportError as error:
         raise OcrswarmError(
             f"{executable} is not available in this installation: {error}"
+        ) from error
+
+
+def _start(processor_class: type[Processor], parameters: dict[str, Any]) -> Processor:
+    """Construct the processor; an unexpected failure (a library refusing to load a model)
+    becomes a message instead of a traceback."""
+    try:
+        return processor_class(parameters)
+    except OcrswarmError:
+        raise
+    except Exception as error:
+        raise OcrswarmError(
+            f"{processor_class.executable} could not start: {type(error).__name__}: {error}"
         ) from error
 
 
