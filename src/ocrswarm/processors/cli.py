@@ -122,10 +122,9 @@ def processor_command(executable: str) -> click.Command:
     def callback(**given: Any) -> None:
         _run(executable, given)
 
-    command: click.Command = click.command(name=executable, add_help_option=False)(callback)
     for option in reversed(options):
-        command = option(command)
-    return command
+        callback = option(callback)
+    return click.command(name=executable, add_help_option=False)(callback)
 
 
 def help_text(executable: str) -> str:

@@ -117,7 +117,7 @@ def discover_external_tools(
 
 
 def probe_tool(path: Path, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> ExternalTool:
-    """Ask the processor at `path` for its ocrd-tool.json and version.
+    """Ask the processor at `path` for its ocrd-tool.json entry (`--dump-json`).
 
     Raises ExternalToolError when it does not answer `--dump-json` with a tool description.
     """
