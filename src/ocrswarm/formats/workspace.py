@@ -127,16 +127,7 @@ class Workspace:
         that leads outside the directory, symlinks resolved.
         """
         href = file.href if isinstance(file, MetsFile) else file
-        if not href:
-            raise FormatError("empty href: the file has no location")
-        path = _path_of_file_url(href) if is_url(href) else Path(href)
-        candidate = path if path.is_absolute() else self.directory / path
-        real = Path(os.path.realpath(candidate))
-        if not real.is_relative_to(self._real_directory):
-            raise UnsafeInputError(
-                f"href {href!r} leads outside the workspace {self.directory}; refused"
-            )
-        return real
+        return resolve_href(self.directory, href, real_directory=self._real_directory)
 
     def path_for_new_file(self, file_grp: str, file_id: str, suffix: str) -> tuple[Path, str]:
         """(absolute path, href relative to the METS) of a new `<file_grp>/<file_id><suffix>`."""
@@ -296,6 +287,24 @@ def _link_or_copy(source: Path, destination: Path) -> None:
             raise FormatError(
                 f"cannot copy {source} to {destination}: {error.strerror or error}"
             ) from None
+
+
+def resolve_href(directory: Path, href: str, *, real_directory: Path | None = None) -> Path:
+    """The real path of an href relative to a workspace `directory`, which it must not leave.
+
+    The one containment check for every href we follow (METS FLocat, PAGE imageFilename,
+    AlternativeImage): FormatError for a remote URL (never fetched), UnsafeInputError for an
+    href that leads outside the directory, symlinks resolved. `real_directory` is the
+    directory's realpath when the caller has it already.
+    """
+    if not href:
+        raise FormatError("empty href: the file has no location")
+    path = _path_of_file_url(href) if is_url(href) else Path(href)
+    candidate = path if path.is_absolute() else directory / path
+    real = Path(os.path.realpath(candidate))
+    if not real.is_relative_to(real_directory or Path(os.path.realpath(directory))):
+        raise UnsafeInputError(f"href {href!r} leads outside the workspace {directory}; refused")
+    return real
 
 
 def _path_of_file_url(href: str) -> Path:

@@ -21,14 +21,13 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageStat
 
-from ocrswarm.errors import FormatError, UnsafeInputError
+from ocrswarm.errors import FormatError
 from ocrswarm.formats.images import image_dpi, inspect_image, mimetype_for, open_image
 from ocrswarm.formats.mets import MIMETYPE_PAGE
 from ocrswarm.formats.page import (
@@ -39,6 +38,7 @@ from ocrswarm.formats.page import (
     page_to_bytes,
     parse_page,
 )
+from ocrswarm.formats.workspace import resolve_href
 from ocrswarm.processors.processor import InputFile, OutputFile, PageJob, output_file_id
 
 LOG = logging.getLogger(__name__)
@@ -330,19 +330,6 @@ def page_output(job: PageJob, pcgts: PcGts, *, file_grp: str) -> OutputFile:
         mimetype=MIMETYPE_PAGE,
         suffix=".xml",
     )
-
-
-def resolve_href(workspace_dir: Path, href: str) -> Path:
-    """The real path of a workspace-relative href; refuses one that leads outside."""
-    if not href:
-        raise FormatError("empty image href in PAGE")
-    if "://" in href:
-        raise FormatError(f"image {href} is a URL; ocrswarm does not fetch remote images")
-    directory = Path(os.path.realpath(workspace_dir))
-    real = Path(os.path.realpath(directory / href))
-    if not real.is_relative_to(directory):
-        raise UnsafeInputError(f"image href {href!r} leads outside the workspace {workspace_dir}")
-    return real
 
 
 # --- geometry ---------------------------------------------------------------------------
