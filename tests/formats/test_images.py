@@ -94,9 +94,10 @@ def test_dpi_from_metadata(tmp_path: Path, dpi: int, expected: float) -> None:
     assert image_dpi(open_image(path)) == pytest.approx(expected, abs=0.1)
 
 
-@pytest.mark.parametrize("dpi", [72, 10, 5000])
-def test_implausible_dpi_means_default(tmp_path: Path, dpi: int) -> None:
-    path = render_page(tmp_path / "page.tif", ["x"], size=(100, 100), dpi=dpi)
+@pytest.mark.parametrize("suffix", [".tif", ".png"])
+@pytest.mark.parametrize("dpi", [72, 96, 10, 5000])
+def test_implausible_dpi_means_default(tmp_path: Path, dpi: int, suffix: str) -> None:
+    path = render_page(tmp_path / f"page{suffix}", ["x"], size=(100, 100), dpi=dpi)
     assert image_dpi(open_image(path)) == DEFAULT_DPI
 
 

@@ -49,8 +49,9 @@ _MULTI_PAGE_FORMATS = frozenset({"TIFF", "PNG"})
 
 DEFAULT_DPI = 300
 # 72 dpi (and 96) is what software writes when it knows nothing; Pillow itself fills in
-# 72 for unreadable EXIF. No real scan is that coarse, so such values count as missing.
-MIN_PLAUSIBLE_DPI = 72
+# 72 for unreadable EXIF, and PNG's dots per metre turn 72 into 72.009. No real scan is that
+# coarse, so anything below 97 dpi counts as missing.
+MIN_PLAUSIBLE_DPI = 97
 MAX_PLAUSIBLE_DPI = 2400
 # Pillow's own default cap (about 9,459 x 9,459; an A3 page at 600 dpi is 70 Mpx).
 MAX_PIXELS = 89_478_485
@@ -136,7 +137,7 @@ def image_dpi(image: Image.Image) -> float:
     absolute unit only has `resolution`, which says nothing about inches and is ignored.
     """
     for value in _dpi_values(image.info.get("dpi")):
-        if MIN_PLAUSIBLE_DPI < value <= MAX_PLAUSIBLE_DPI:
+        if MIN_PLAUSIBLE_DPI <= value <= MAX_PLAUSIBLE_DPI:
             return value
     return float(DEFAULT_DPI)
 
