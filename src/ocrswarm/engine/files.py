@@ -1,0 +1,63 @@
+"""The one place where the engine's file references meet the processor interface.
+
+A claimed task names its input files as (fileGrp, ID, MIME type, href relative to the
+workspace), so that a worker on another machine needs no METS; a processor wants paths.
+This module turns the first into a `PageJob` (hrefs resolved safely, one file per input
+fileGrp as the standalone processor CLI chooses them) and a processor's `OutputFile`s back
+into file references for the store.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from ocrswarm.formats.mets import MIMETYPE_PAGE, Mets
+from ocrswarm.formats.workspace import Workspace
+from ocrswarm.processors.processor import InputFile, PageJob
+
+
+class FileLike(Protocol):
+    """What the engine knows about a file: enough to find it without the METS."""
+
+    @property
+    def file_grp(self) -> str: ...
+    @property
+    def file_id(self) -> str: ...
+    @property
+    def mimetype(self) -> str: ...
+    @property
+    def href(self) -> str: ...
+
+
+def page_job(
+    workspace_dir: Path, page_id: str, inputs: Iterable[FileLike], output_file_grps: Sequence[str]
+) -> PageJob:
+    """The PageJob of one page: per input fileGrp, in order, its PAGE-XML file if it has one,
+    else its first file. An href that leaves the workspace or is a URL is a FormatError."""
+    resolver = _resolver(workspace_dir)
+    chosen: dict[str, FileLike] = {}
+    for file in inputs:
+        current = chosen.get(file.file_grp)
+        if current is None or (
+            file.mimetype == MIMETYPE_PAGE and current.mimetype != MIMETYPE_PAGE
+        ):
+            chosen[file.file_grp] = file
+    files = tuple(
+        InputFile(file.file_grp, file.file_id, file.mimetype, resolver.resolve(file.href))
+        for file in chosen.values()
+    )
+    return PageJob(resolver.directory, page_id, files, tuple(output_file_grps))
+
+
+def resolve_href(workspace_dir: Path, href: str) -> Path:
+    """The real path of `href`; UnsafeInputError when it leads outside the workspace."""
+    return _resolver(workspace_dir).resolve(href)
+
+
+@functools.lru_cache(maxsize=16)
+def _resolver(directory: Path) -> Workspace:
+    """A workspace object used only for its safe `resolve`: its METS is never read."""
+    return Workspace(directory, Mets.empty())
