@@ -1,0 +1,1 @@
+"""Schema revisions, oldest first (alembic reads them by their `revision` ids)."""
