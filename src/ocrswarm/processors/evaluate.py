@@ -88,7 +88,7 @@ def line_cer(gt: PcGts, ocr: PcGts) -> CerResult:
         gt_text = normalize(gt_line.text)
         if not gt_text:
             continue
-        best = _most_overlapping(gt_line.coords.bbox, ocr_boxes)
+        best = most_overlapping(gt_line.coords.bbox, ocr_boxes)
         if best is None:
             matches.append(LineMatch(gt_line.id, None, gt_text, "", len(gt_text)))
             continue
@@ -108,7 +108,7 @@ def _lines(pcgts: PcGts) -> list[TextLine]:
     return [line for region in pcgts.page.text_regions() for line in region.lines]
 
 
-def _most_overlapping(box: BBox, candidates: Sequence[BBox]) -> int | None:
+def most_overlapping(box: BBox, candidates: Sequence[BBox]) -> int | None:
     """Index of the candidate whose box shares the largest area with `box`; None for no overlap."""
     best, best_area = None, 0
     for index, candidate in enumerate(candidates):

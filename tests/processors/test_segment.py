@@ -1,0 +1,131 @@
+"""ocrd-swarm-segment: Tesseract's layout analysis as PAGE, on rendered pages and a real scan."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ocrswarm.formats.page import (
+    Coords,
+    PcGts,
+    TextLine,
+    TextRegion,
+    parse_page,
+)
+from ocrswarm.processors.evaluate import most_overlapping
+from ocrswarm.processors.processor import InputFile
+from tests.processors.tesseract_pages import (
+    LINES,
+    SIZE,
+    inside,
+    page_input,
+    rendered_page,
+    segment,
+)
+
+
+def test_segment_an_image_into_regions_lines_and_words(tmp_path: Path) -> None:
+    pcgts = segment(tmp_path, rendered_page(tmp_path))
+    page = pcgts.page
+    assert page.image_filename == "OCR-D-IMG/page.png"
+    assert (page.image_width, page.image_height) == SIZE
+    [region] = page.text_regions()
+    assert isinstance(region, TextRegion)
+    assert [len(line.words) for line in region.lines] == [len(line.split()) for line in LINES]
+    tops = [line.coords.bbox[1] for line in region.lines]
+    assert tops == sorted(tops)
+    for line in region.lines:
+        assert inside(line.coords.bbox, region.coords.bbox)
+        assert line.baseline is not None
+        assert inside(Coords(line.baseline.points).bbox, line.coords.bbox)
+        lefts = [word.coords.bbox[0] for word in line.words]
+        assert lefts == sorted(lefts)
+        assert all(inside(word.coords.bbox, line.coords.bbox) for word in line.words)
+        assert line.text_equivs == [] and all(word.text_equivs == [] for word in line.words)
+    assert page.reading_order is not None
+    assert page.reading_order.region_ids() == [region.id for region in page.regions]
+    ids = [region.id, *(line.id for line in region.lines)]
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize(("level", "lines", "words"), [("region", 0, 0), ("line", 3, 0)])
+def test_lowest_level(tmp_path: Path, level: str, lines: int, words: int) -> None:
+    [region] = segment(tmp_path, rendered_page(tmp_path), lowest_level=level).page.text_regions()
+    assert len(region.lines) == lines
+    assert sum(len(line.words) for line in region.lines) == words
+
+
+def hand_made_region(tmp_path: Path) -> PcGts:
+    """A PAGE for the rendered page with one region around the text and nothing inside."""
+    pcgts = PcGts.new("OCR-D-IMG/page.png", *SIZE)
+    pcgts.page.regions.append(TextRegion("mine", Coords.from_bbox((100, 100, 800, 330))))
+    return pcgts
+
+
+def test_existing_regions_are_kept_and_filled(tmp_path: Path) -> None:
+    rendered_page(tmp_path)
+    pcgts = segment(tmp_path, page_input(tmp_path, hand_made_region(tmp_path)), lowest_level="line")
+    [region] = pcgts.page.regions
+    assert isinstance(region, TextRegion)
+    assert (region.id, region.coords.bbox) == ("mine", (100, 100, 800, 330))
+    assert [line.id for line in region.lines] == [f"mine_line_{n:04d}" for n in (1, 2, 3)]
+    assert all(inside(line.coords.bbox, region.coords.bbox) for line in region.lines)
+
+
+def test_existing_lines_get_words(tmp_path: Path) -> None:
+    lines = segment(tmp_path, rendered_page(tmp_path), lowest_level="line")
+    pcgts = segment(tmp_path, page_input(tmp_path, lines), out="OCR-D-WORDS")
+    [before], [after] = lines.page.text_regions(), pcgts.page.text_regions()
+    assert [line.id for line in after.lines] == [line.id for line in before.lines]
+    assert [len(line.words) for line in after.lines] == [len(line.split()) for line in LINES]
+
+
+def test_overwrite_segments(tmp_path: Path) -> None:
+    rendered_page(tmp_path)
+    file = page_input(tmp_path, hand_made_region(tmp_path))
+    pcgts = segment(tmp_path, file, overwrite_segments=True, lowest_level="line")
+    [region] = pcgts.page.text_regions()
+    assert region.id != "mine" and len(region.lines) == 3
+
+
+def test_padding_grows_the_boxes(tmp_path: Path) -> None:
+    file = rendered_page(tmp_path)
+    tight = segment(tmp_path, file, lowest_level="line").page.text_regions()[0]
+    padded = segment(tmp_path, file, lowest_level="line", padding=5).page.text_regions()[0]
+    x0, y0, x1, y1 = tight.coords.bbox
+    assert padded.coords.bbox == (x0 - 5, y0 - 5, x1 + 5, y1 + 5)
+    for before, after in zip(tight.lines, padded.lines, strict=True):
+        assert inside(before.coords.bbox, after.coords.bbox)
+        assert inside(after.coords.bbox, padded.coords.bbox)
+
+
+def test_shrink_polygons(tmp_path: Path) -> None:
+    file = rendered_page(tmp_path)
+    boxes = segment(tmp_path, file).page.text_regions()[0]
+    hulls = segment(tmp_path, file, shrink_polygons=True).page.text_regions()[0]
+    assert len(hulls.coords.points) > 4  # the lines' different lengths show
+    assert inside(hulls.coords.bbox, boxes.coords.bbox)
+    for line in hulls.lines:
+        assert inside(line.coords.bbox, hulls.coords.bbox)
+
+
+def test_segment_a_real_scan_finds_the_ground_truth_lines(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    source = shared_data / "kant_aufklaerung_1784" / "data"
+    (tmp_path / "OCR-D-IMG").mkdir()
+    shutil.copy(source / "OCR-D-IMG" / "INPUT_0017.tif", tmp_path / "OCR-D-IMG")
+    image = tmp_path / "OCR-D-IMG" / "INPUT_0017.tif"
+    file = InputFile("OCR-D-IMG", "OCR-D-IMG_0017", "image/tiff", image)
+    found = segment(tmp_path, file, lowest_level="line")
+    truth = parse_page(source / "OCR-D-GT-PAGE" / "PAGE_0017_PAGE.xml")
+    found_boxes = [
+        line.coords.bbox for region in found.page.text_regions() for line in region.lines
+    ]
+    truth_lines: list[TextLine] = [
+        line for region in truth.page.text_regions() for line in region.lines
+    ]
+    matched = [most_overlapping(line.coords.bbox, found_boxes) for line in truth_lines]
+    assert sum(match is not None for match in matched) >= 0.9 * len(truth_lines)
