@@ -90,12 +90,20 @@ def claim(
     if executables is not None:
         wanted_jobs = select(jobs.c.id).where(jobs.c.executable.in_(sorted(executables)))
         ready = ready.where(tasks.c.job_id.in_(wanted_jobs))
-    ready = ready.order_by(*QUEUE_ORDER).limit(limit).with_for_update(skip_locked=True, of=tasks)
+    # A CTE runs once: as a plain `IN (subquery)`, PostgreSQL may rescan a LIMITed SKIP
+    # LOCKED subquery and hand out more than `limit` tasks.
+    ready_ids = (
+        ready.order_by(*QUEUE_ORDER)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=tasks)
+        .cte("ready")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
     nonce = secrets.token_hex(12)
     lease_until = now + lease_seconds
     claimed = connection.execute(
         update(tasks)
-        .where(tasks.c.id.in_(ready), task_state_in(_CLAIMABLE))
+        .where(tasks.c.id.in_(select(ready_ids.c.id)), task_state_in(_CLAIMABLE))
         .values(
             state=State.RUNNING,
             token=cast(tasks.c.id, String).concat(f".{nonce}"),

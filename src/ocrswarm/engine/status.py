@@ -96,7 +96,7 @@ def _counts_by_job(connection: Connection, job_ids: list[int]) -> dict[int, dict
         select(tasks.c.job_id, tasks.c.state, func.count())
         .where(tasks.c.job_id.in_(job_ids))
         .group_by(tasks.c.job_id, tasks.c.state)
-    ).tuples():
+    ):
         counts[job_id][State(state)] = count
     return counts
 
@@ -108,7 +108,7 @@ def _dependencies(connection: Connection, workflow_ids: set[int]) -> dict[int, t
         .join(jobs, jobs.c.id == job_dependencies.c.depends_on_job_id)
         .where(job_dependencies.c.workflow_job_id.in_(sorted(workflow_ids)))
         .order_by(jobs.c.id)
-    ).tuples():
+    ):
         found[workflow_id].append(uid)
     return {workflow_id: tuple(uids) for workflow_id, uids in found.items()}
 
