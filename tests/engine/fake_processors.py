@@ -1,8 +1,9 @@
 """Processors that misbehave on purpose, for the engine's tests.
 
 Worker processes find them through $OCRSWARM_EXTRA_PROCESSORS (see `EXTRA_PROCESSORS`).
-Each writes one small text file per page, so that what happened can be read back:
-`<page> pid=<worker pid> instance=<id of the processor object> omp=<OMP_THREAD_LIMIT>`.
+Each leaves `started/<page>.<n>` (holding its pid) in the workspace when it starts a page
+for the n-th time, and writes one small text file per page, so that what happened can be
+read back: `<page> pid=<worker pid> instance=<id of the processor> omp=<OMP_THREAD_LIMIT>`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def _tool(executable: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
 
 class _Recording(Processor):
     def process_page(self, job: PageJob) -> list[OutputFile]:
+        started = job.workspace_dir / "started"
+        started.mkdir(exist_ok=True)
+        attempt = 1
+        while (started / f"{job.page_id}.{attempt}").exists():
+            attempt += 1
+        (started / f"{job.page_id}.{attempt}").write_text(str(os.getpid()))
         self.before(job)
         file_grp = job.output_file_grps[0]
         line = (
@@ -60,7 +67,7 @@ class _Recording(Processor):
 
 
 class SleepProcessor(_Recording):
-    """Sleeps `seconds` per page; first leaves `started/<page>.<attempt>` holding its pid."""
+    """Sleeps `seconds` per page."""
 
     executable = "ocrd-test-sleep"
     ocrd_tool: ClassVar[dict[str, Any]] = _tool(
@@ -68,26 +75,27 @@ class SleepProcessor(_Recording):
     )
 
     def before(self, job: PageJob) -> None:
-        started = job.workspace_dir / "started"
-        started.mkdir(exist_ok=True)
-        attempt = 1
-        while (started / f"{job.page_id}.{attempt}").exists():
-            attempt += 1
-        (started / f"{job.page_id}.{attempt}").write_text(str(os.getpid()))
         time.sleep(float(self.parameters.get("seconds", 0)))
 
 
 class FailProcessor(_Recording):
-    """Raises on the pages in `pages` (all pages when empty)."""
+    """Raises on the pages in `pages` (all pages when empty), unless the workspace holds a
+    file named `unless_exists` (the fix a user makes before retrying)."""
 
     executable = "ocrd-test-fail"
     ocrd_tool: ClassVar[dict[str, Any]] = _tool(
         executable,
-        {"pages": {"type": "array", "default": [], "description": "pages to fail on"}},
+        {
+            "pages": {"type": "array", "default": [], "description": "pages to fail on"},
+            "unless_exists": {"type": "string", "default": "", "description": "a file name"},
+        },
     )
 
     def before(self, job: PageJob) -> None:
         pages = self.parameters.get("pages") or []
+        fixed = self.parameters.get("unless_exists")
+        if fixed and (job.workspace_dir / fixed).exists():
+            return
         if not pages or job.page_id in pages:
             raise RuntimeError(f"this processor always fails on {job.page_id}")
 

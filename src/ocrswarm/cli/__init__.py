@@ -8,6 +8,7 @@ from rich.text import Text
 
 from ocrswarm import __version__
 from ocrswarm.cli.export import export
+from ocrswarm.cli.run import run
 from ocrswarm.cli.workspace import workspace
 from ocrswarm.errors import ExitCode, OcrswarmError
 
@@ -22,6 +23,7 @@ def cli() -> None:
 
 cli.add_command(workspace)
 cli.add_command(export)
+cli.add_command(run)
 
 
 def main() -> None:

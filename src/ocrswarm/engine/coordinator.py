@@ -1,0 +1,318 @@
+"""The coordinator: claims page tasks for its local workers and reports what they did.
+
+One loop in the main process, on behalf of N worker processes:
+- claims tasks from the store in batches, each worker slot under its own worker id, and
+  keeps each worker's pipe filled a little ahead (about a quarter second of work), so that
+  no worker waits for the coordinator and a worker's death strands few tasks;
+- completes finished tasks in batches (one transaction each), which also queues the next
+  steps of those pages; failures are reported one by one (they are rare);
+- renews the leases of its workers by heartbeat, and expires other holders' dead leases;
+- lets the METS writer register outputs as it sees fit;
+- on a worker's death fails the page it was processing (retried per the attempt policy) and
+  gives the rest of its batch back; on SIGINT/SIGTERM stops claiming, lets the workers finish
+  their current page (or kills them at a second signal or after a grace period), gives back
+  every lease and flushes the METS writer before raising `Interrupted`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Protocol
+
+from ocrswarm.engine.metswriter import MetsWriter
+from ocrswarm.engine.records import FileRef, Progress, TaskLease, TaskResult
+from ocrswarm.engine.states import State
+from ocrswarm.engine.workers import (
+    TaskDone,
+    TaskFailed,
+    WorkerEvent,
+    WorkerLost,
+    WorkerPool,
+    WorkerSlot,
+)
+from ocrswarm.errors import OcrswarmError
+
+_AHEAD_SECONDS = 1.0  # how much work to keep queued at each worker
+_MAX_AHEAD = 256
+_IDLE_POLL_SECONDS = 0.2  # how often to look for work when none was ready
+_PROGRESS_SECONDS = 0.5
+
+
+class Queue(Protocol):
+    """The part of the store the coordinator drives."""
+
+    def claim(
+        self,
+        worker_id: str,
+        *,
+        executables: Any = None,
+        limit: int = 1,
+        lease_seconds: float = 60,
+    ) -> list[TaskLease]: ...
+
+    def renew(self, worker_id: str, tokens: Any, *, lease_seconds: float = 60) -> set[str]: ...
+
+    def complete(self, results: Any) -> list[bool]: ...
+
+    def fail(
+        self,
+        task_id: int,
+        token: str,
+        error: str,
+        traceback: str | None = None,
+        *,
+        retry: bool = True,
+    ) -> State: ...
+
+    def expire_leases(self, now: float | None = None) -> int: ...
+
+    def release(self, worker_id: str) -> int: ...
+
+    def progress(self, workflow_job_id: str) -> Progress: ...
+
+
+class Interrupted(OcrswarmError):
+    """The run was stopped by a signal; everything done so far is kept."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorOptions:
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    lease_seconds: float = 60.0
+    page_timeout: float | None = None  # kill a worker whose page takes longer
+    grace_seconds: float = 10.0  # on interrupt: how long workers may finish their page
+    complete_batch: int = 128
+    complete_delay: float = 0.05  # a finished task waits at most this long to be completed
+
+
+class Coordinator:
+    """Runs the tasks of one workflow job (and whatever else is queued in the store) to the
+    end on local worker processes."""
+
+    def __init__(
+        self,
+        store: Queue,
+        workflow_job_id: str,
+        writer: MetsWriter,
+        options: CoordinatorOptions = CoordinatorOptions(),
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._job_id = workflow_job_id
+        self._writer = writer
+        self._options = options
+        self._on_progress = on_progress
+        self._run_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._pool = WorkerPool(options.workers)
+        self._results: list[TaskResult] = []
+        self._oldest_result = 0.0
+        self._nothing_ready_until = 0.0
+        self._mean_seconds: float | None = None
+        self._next_heartbeat = 0.0
+        self._next_expiry = 0.0
+        self._next_progress = 0.0
+        self._signal: int | None = None
+        self._abort = False
+        self.discarded = 0  # results whose lease had been lost meanwhile
+
+    def run(self) -> Progress:
+        """Process until the workflow job is finished; raises Interrupted on a signal."""
+        restore = self._catch_signals()
+        try:
+            self._pool.start()
+            try:
+                progress = self._loop()
+            except BaseException:
+                self._shut_down(grace=0.0)
+                raise
+            self._shut_down(grace=self._options.grace_seconds)
+        finally:
+            restore()
+        if self._signal is not None:
+            raise Interrupted(self._signal)
+        return progress
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def _loop(self) -> Progress:
+        now = time.monotonic()
+        self._next_heartbeat = now + self._options.lease_seconds / 3
+        self._next_expiry = now + self._options.lease_seconds
+        while self._signal is None:
+            self._fill_workers()
+            timeout = self._options.complete_delay if self._results else _IDLE_POLL_SECONDS
+            for event in self._pool.wait(timeout):
+                self._handle(event)
+            now = time.monotonic()
+            if self._results and (
+                len(self._results) >= self._options.complete_batch
+                or now - self._oldest_result >= self._options.complete_delay
+                or not self._in_flight()
+            ):
+                self._complete()
+            self._writer.flush()
+            self._keep_leases(now)
+            self._enforce_page_timeout(now)
+            if now >= self._next_progress or self._idle():
+                progress = self._store.progress(self._job_id)
+                self._next_progress = now + _PROGRESS_SECONDS
+                if self._on_progress:
+                    self._on_progress(progress)
+                if progress.finished and self._idle():
+                    return progress
+        return self._store.progress(self._job_id)
+
+    def _fill_workers(self) -> None:
+        if self._signal is not None:
+            return
+        ahead = self._ahead()
+        for slot in self._pool.slots:
+            if time.monotonic() < self._nothing_ready_until:
+                return
+            held = len(slot.in_flight)
+            if held > ahead // 2:
+                continue
+            wanted = ahead - held
+            leases = self._store.claim(
+                self._worker_id(slot), limit=wanted, lease_seconds=self._options.lease_seconds
+            )
+            if len(leases) < wanted:
+                self._nothing_ready_until = time.monotonic() + _IDLE_POLL_SECONDS
+            self._pool.send(slot, leases)
+
+    def _ahead(self) -> int:
+        """Tasks to keep at each worker: about `_AHEAD_SECONDS` of work. One while a task's
+        duration is unknown or long: then a worker never waits with a page queued that an
+        idle worker could take, and the round trip to the coordinator costs nothing next to
+        the page."""
+        if self._mean_seconds is None:
+            return 1
+        return max(1, min(_MAX_AHEAD, math.ceil(_AHEAD_SECONDS / max(self._mean_seconds, 1e-4))))
+
+    def _handle(self, event: WorkerEvent) -> None:
+        if isinstance(event, TaskDone):
+            if not self._results:
+                self._oldest_result = time.monotonic()
+            self._results.append(
+                TaskResult(
+                    event.task.task_id,
+                    event.task.token,
+                    [FileRef.from_output(output) for output in event.outputs],
+                )
+            )
+            seconds = event.seconds
+            mean = self._mean_seconds
+            self._mean_seconds = seconds if mean is None else 0.9 * mean + 0.1 * seconds
+        elif isinstance(event, TaskFailed):
+            self._store.fail(
+                event.task.task_id,
+                event.task.token,
+                event.error,
+                event.traceback,
+                retry=event.retry,
+            )
+            self._nothing_ready_until = 0.0
+        else:
+            self._bury(event)
+
+    def _bury(self, lost: WorkerLost) -> None:
+        """A worker ended: its current page failed (unless the run is stopping), the rest
+        of its tasks go back to the queue. Finished results go in first: giving back the
+        slot's leases would otherwise give back those tasks too."""
+        self._complete()
+        if lost.current is not None:
+            self._store.fail(lost.current.task_id, lost.current.token, lost.message, None)
+        self._store.release(self._worker_id_of(lost.slot))
+        self._nothing_ready_until = 0.0
+
+    def _complete(self) -> None:
+        if not self._results:
+            return
+        accepted = self._store.complete(self._results)
+        self.discarded += accepted.count(False)
+        self._results = []
+        self._nothing_ready_until = 0.0  # their pages' next steps may be ready now
+
+    def _keep_leases(self, now: float) -> None:
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self._options.lease_seconds / 3
+            self._complete()  # so that every lease still held is in some worker's hands
+            for slot in self._pool.slots:
+                tokens = list(slot.in_flight)
+                if tokens:
+                    self._store.renew(
+                        self._worker_id(slot), tokens, lease_seconds=self._options.lease_seconds
+                    )
+        if now >= self._next_expiry:
+            self._next_expiry = now + self._options.lease_seconds
+            if self._store.expire_leases():
+                self._nothing_ready_until = 0.0
+
+    def _enforce_page_timeout(self, now: float) -> None:
+        limit = self._options.page_timeout
+        if limit is None:
+            return
+        for slot in self._pool.slots:
+            if slot.in_flight and slot.kill_reason is None and now - slot.busy_since > limit:
+                self._pool.kill(slot, f"page took longer than {limit:g} s; worker killed")
+
+    def _in_flight(self) -> int:
+        return sum(len(slot.in_flight) for slot in self._pool.slots)
+
+    def _idle(self) -> bool:
+        return not self._results and not self._in_flight()
+
+    def _worker_id(self, slot: WorkerSlot) -> str:
+        return self._worker_id_of(slot.index)
+
+    def _worker_id_of(self, index: int) -> str:
+        return f"{self._run_id}/{index}"
+
+    # --- stopping --------------------------------------------------------------------------
+
+    def _shut_down(self, *, grace: float) -> None:
+        """Stop the workers, keep what they finished, give back every lease, flush the METS."""
+        try:
+            events = self._pool.stop(grace=grace, abort=lambda: self._abort)
+            for event in events:
+                if isinstance(event, WorkerLost):
+                    continue  # released below, all at once
+                self._handle(event)
+            self._complete()
+        finally:
+            self._pool.close()
+            for index in range(self._options.workers):
+                self._store.release(self._worker_id_of(index))
+            self._writer.flush(force=True)
+
+    def _catch_signals(self) -> Callable[[], None]:
+        """SIGINT/SIGTERM: the first stops the run gently, the second at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            if self._signal is not None:
+                self._abort = True
+            self._signal = signum
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore

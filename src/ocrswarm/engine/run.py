@@ -1,0 +1,372 @@
+"""One `ocrswarm run`: prepare OUT, submit the workflow (or find it again), run it, sum up.
+
+Running the same command again continues the same workflow job: the job is found by a
+fingerprint of its steps and pages, the leases of the run that died are taken back (the run
+lock proves it is dead), pages that failed are retried, and no finished page is redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ocrswarm.engine.coordinator import Coordinator, CoordinatorOptions, Interrupted
+from ocrswarm.engine.metswriter import MetsWriter, StepAgent
+from ocrswarm.engine.prepare import RunInput, prepare_workspace
+from ocrswarm.engine.records import FileRef, PageInputs, Progress
+from ocrswarm.engine.states import State
+from ocrswarm.engine.store import Store, sqlite_url
+from ocrswarm.engine.tools import tool_description, tool_version
+from ocrswarm.engine.workflow import (
+    WorkflowStep,
+    default_workflow,
+    mets_input_file_grps,
+    validate_steps,
+    workflow_fingerprint,
+)
+from ocrswarm.errors import ExitCode, FormatError, UsageError
+from ocrswarm.formats.atomicfile import write_atomic
+from ocrswarm.formats.mets import MIMETYPE_PAGE
+from ocrswarm.formats.page import parse_page
+from ocrswarm.formats.pageselect import select_pages
+from ocrswarm.formats.text import page_to_text
+from ocrswarm.formats.workspace import Workspace
+
+TEXT_FILE = "text.txt"
+PAGE_SEPARATOR = "\f"  # between pages in text.txt, as pdftotext and OCRmyPDF write it
+DEFAULT_MODEL = "eng"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """What `ocrswarm run` was asked to do."""
+
+    input: Path
+    output: Path | None = None  # default: in place for a METS; required otherwise
+    steps: Sequence[WorkflowStep] | None = None  # None: the default workflow
+    model: str = DEFAULT_MODEL
+    page_selection: str | None = None
+    workers: int | None = None  # default: one per core
+    db_url: str | None = None  # default: OUT/.ocrswarm/state.sqlite
+    overwrite: bool = False
+    max_attempts: int = 3
+    page_timeout: float | None = None
+    write_text: bool = True
+    lease_seconds: float = 60.0
+    grace_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class FailedPage:
+    page_id: str
+    executable: str
+    error: str
+    attempts: int
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """How a run went; `to_dict` is what `--json` prints."""
+
+    mets_path: Path
+    workflow_job_id: str
+    state: State
+    resumed: bool
+    pages_total: int
+    pages_done: int
+    pages_failed: int
+    pages_cancelled: int
+    pages_done_now: int  # by this invocation (not by an earlier, interrupted one)
+    elapsed_seconds: float
+    failed: list[FailedPage] = field(default_factory=list)
+    skipped_pages: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    text_file: Path | None = None
+    interrupted_by: int | None = None  # signal number
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.pages_done_now / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted_by is not None:
+            return 128 + self.interrupted_by
+        if self.state != State.SUCCESS or self.failed:
+            return int(ExitCode.FAILURE)
+        return int(ExitCode.OK)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mets": str(self.mets_path),
+            "workflow_job_id": self.workflow_job_id,
+            "state": str(self.state),
+            "resumed": self.resumed,
+            "interrupted": self.interrupted_by is not None,
+            "pages": {
+                "total": self.pages_total,
+                "done": self.pages_done,
+                "failed": self.pages_failed,
+                "cancelled": self.pages_cancelled,
+                "pending": self.pages_total
+                - self.pages_done
+                - self.pages_failed
+                - self.pages_cancelled,
+                "skipped": self.skipped_pages,
+            },
+            "failed": [
+                {
+                    "page_id": page.page_id,
+                    "executable": page.executable,
+                    "error": page.error,
+                    "attempts": page.attempts,
+                }
+                for page in self.failed
+            ],
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "pages_per_second": round(self.pages_per_second, 2),
+            "text_file": str(self.text_file) if self.text_file else None,
+            "warnings": self.warnings,
+        }
+
+
+class RunLockedError(UsageError):
+    """Another `ocrswarm run` is working in the same OUT."""
+
+
+def run_workflow(
+    request: RunRequest,
+    *,
+    on_start: Callable[[RunSummary], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> RunSummary:
+    """Run `request` to the end (or to an interrupt, reported in the summary)."""
+    started = time.monotonic()
+    source = RunInput.of(request.input)
+    output = request.output or source.default_output()
+    if output is None:
+        raise UsageError(f"{request.input} is not a METS: say where the workspace goes (-o OUT)")
+    prepared = prepare_workspace(source, output)
+    workspace = prepared.workspace
+    state_dir = prepared.state_dir
+    state_dir.mkdir(exist_ok=True)
+    url = request.db_url or sqlite_url(state_dir / "state.sqlite")
+    with _run_lock(state_dir / "run.lock"), Store(url) as store:
+        store.migrate()
+        steps = validate_steps(
+            request.steps or default_workflow(request.model),
+            tool_description,
+            available_file_grps=workspace.mets.file_groups,
+        )
+        page_ids = select_pages(request.page_selection, workspace.mets.page_ids)
+        pages, skipped = _page_inputs(workspace, steps, page_ids)
+        if not pages:
+            raise FormatError(
+                f"none of the {len(page_ids)} selected pages has a file in "
+                f"{', '.join(mets_input_file_grps(steps))}; nothing to do"
+            )
+        workspace_id = store.add_workspace(workspace.mets_path)
+        fingerprint = workflow_fingerprint(steps, [page.page_id for page in pages])
+        job_id = store.find_workflow_job(workspace_id, fingerprint)
+        resumed = job_id is not None
+        if job_id is not None:
+            if request.db_url is None:
+                # We hold the run lock: whoever held these leases is dead.
+                store.expire_leases(now=math.inf)
+            store.retry_failed(job_id)
+        else:
+            if not request.overwrite:
+                _refuse_existing_output(workspace, steps, [page.page_id for page in pages])
+            job_id = store.submit_workflow(
+                workspace_id,
+                steps,
+                pages,
+                max_attempts=request.max_attempts,
+                fingerprint=fingerprint,
+                description=f"ocrswarm run {request.input}",
+            ).id
+        writer = MetsWriter(
+            workspace,
+            store,
+            workspace_id,
+            agents=[_agent(step, request.page_selection) for step in steps],
+        )
+        writer.flush(force=True)  # what a crashed run completed but did not register
+        before = store.progress(job_id)
+        summary = RunSummary(
+            workspace.mets_path,
+            job_id,
+            before.state,
+            resumed,
+            before.pages_total,
+            before.pages_done,
+            before.pages_failed,
+            before.pages_cancelled,
+            0,
+            0.0,
+            skipped_pages=skipped,
+            warnings=[*prepared.warnings, *_skip_warnings(skipped, steps)],
+        )
+        if on_start:
+            on_start(summary)
+        options = CoordinatorOptions(
+            workers=request.workers or os.cpu_count() or 1,
+            lease_seconds=request.lease_seconds,
+            page_timeout=request.page_timeout,
+            grace_seconds=request.grace_seconds,
+        )
+        coordinator = Coordinator(store, job_id, writer, options, on_progress=on_progress)
+        try:
+            if not before.finished:
+                coordinator.run()
+        except Interrupted as interrupt:
+            summary.interrupted_by = interrupt.signum
+        after = store.progress(job_id)
+        summary.state = after.state
+        summary.pages_done, summary.pages_failed = after.pages_done, after.pages_failed
+        summary.pages_cancelled = after.pages_cancelled
+        summary.pages_done_now = after.pages_done - before.pages_done
+        summary.failed = [
+            FailedPage(task.page_id, task.executable, task.error or "failed", task.attempts)
+            for task in store.failed_tasks(job_id)
+        ]
+        summary.warnings.extend(writer.problems)
+        if request.write_text and summary.interrupted_by is None:
+            summary.text_file = write_document_text(workspace, steps, page_ids)
+    summary.elapsed_seconds = time.monotonic() - started
+    return summary
+
+
+def _page_inputs(
+    workspace: Workspace, steps: Sequence[WorkflowStep], page_ids: Sequence[str]
+) -> tuple[list[PageInputs], list[str]]:
+    """Each selected page with its files in the fileGrps the workflow reads from the METS;
+    pages with none of them are skipped."""
+    mets = workspace.mets
+    groups = mets_input_file_grps(steps)
+    pages: list[PageInputs] = []
+    skipped: list[str] = []
+    for page_id in page_ids:
+        files = [
+            FileRef(grp, file.id, file.mimetype, file.href, page_id)
+            for grp in groups
+            for file in mets.find_files(file_grp=grp, page_id=page_id)
+        ]
+        if files:
+            pages.append(PageInputs(page_id, files))
+        else:
+            skipped.append(page_id)
+    return pages, skipped
+
+
+def _skip_warnings(skipped: Sequence[str], steps: Sequence[WorkflowStep]) -> list[str]:
+    if not skipped:
+        return []
+    shown = ", ".join(skipped[:5]) + (f", … ({len(skipped)} in all)" if len(skipped) > 5 else "")
+    groups = ", ".join(mets_input_file_grps(steps))
+    return [f"pages without a file in {groups} skipped: {shown}"]
+
+
+def _refuse_existing_output(
+    workspace: Workspace, steps: Sequence[WorkflowStep], page_ids: Sequence[str]
+) -> None:
+    mets = workspace.mets
+    for step in steps:
+        for grp in step.output_file_grps:
+            if grp not in mets.file_groups:
+                continue
+            pages = [page for page in page_ids if mets.find_files(file_grp=grp, page_id=page)]
+            if pages:
+                raise UsageError(
+                    f"{workspace.mets_path} already has files in {grp} for {len(pages)} of the "
+                    "selected pages (from another workflow or page selection); "
+                    "pass --overwrite to replace them"
+                )
+
+
+def _agent(step: WorkflowStep, page_selection: str | None) -> StepAgent:
+    tool: Mapping[str, Any] = tool_description(step.executable) or {}
+    role = next(iter(tool.get("steps") or []), "") or "processing"
+    return StepAgent.for_step(
+        step.executable,
+        tool_version(step.executable),
+        str(role),
+        step.input_file_grps,
+        step.output_file_grps,
+        step.parameters,
+        page_selection,
+    )
+
+
+def write_document_text(
+    workspace: Workspace, steps: Sequence[WorkflowStep], page_ids: Sequence[str]
+) -> Path | None:
+    """OUT/text.txt: every page's text in page order, pages separated by a form feed.
+
+    Taken from the last plain-text fileGrp the workflow wrote, else from its last PAGE-XML
+    fileGrp; None (no file) when it wrote neither.
+    """
+    source = _text_source(workspace, steps)
+    if source is None:
+        return None
+    grp, mimetype = source
+    texts = []
+    for page_id in page_ids:
+        file = next(
+            (
+                f
+                for f in workspace.mets.find_files(file_grp=grp, page_id=page_id)
+                if f.mimetype == mimetype
+            ),
+            None,
+        )
+        if file is None:
+            texts.append("")
+            continue
+        path = workspace.resolve(file)
+        if mimetype == MIMETYPE_PAGE:
+            texts.append(page_to_text(parse_page(path)))
+        else:
+            texts.append(path.read_bytes().decode("utf-8", errors="replace"))
+    target = workspace.directory / TEXT_FILE
+    write_atomic(target, PAGE_SEPARATOR.join(texts).encode("utf-8"))
+    return target
+
+
+def _text_source(workspace: Workspace, steps: Sequence[WorkflowStep]) -> tuple[str, str] | None:
+    outputs = [grp for step in steps for grp in step.output_file_grps]
+    for mimetype in ("text/plain", MIMETYPE_PAGE):
+        for grp in reversed(outputs):
+            if workspace.mets.find_files(file_grp=grp, mimetype=mimetype):
+                return grp, mimetype
+    return None
+
+
+@contextlib.contextmanager
+def _run_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on OUT for this run; the OS drops it when the process dies."""
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise RunLockedError(
+                f"another ocrswarm run ({holder}) is working in {path.parent.parent}; "
+                "wait for it to end or stop it first"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
