@@ -62,6 +62,8 @@ def test_recognize_an_image_on_each_level(tmp_path: Path, level: str) -> None:
     assert below == []
     for line in lines:
         assert all(inside(word.coords.bbox, line.coords.bbox) for word in line.words)
+    [step] = pcgts.metadata_extras
+    assert f'<Label value="{level}" type="textequiv_level"/>'.encode() in step.xml
 
 
 def test_recognize_with_existing_words_keeps_their_ids(tmp_path: Path) -> None:

@@ -48,6 +48,8 @@ def test_segment_an_image_into_regions_lines_and_words(tmp_path: Path) -> None:
     assert page.reading_order.region_ids() == [region.id for region in page.regions]
     ids = [region.id, *(line.id for line in region.lines)]
     assert len(set(ids)) == len(ids)
+    [step] = pcgts.metadata_extras
+    assert step.name == "MetadataItem" and b'value="ocrd-swarm-segment"' in step.xml
 
 
 @pytest.mark.parametrize(("level", "lines", "words"), [("region", 0, 0), ("line", 3, 0)])
