@@ -6,9 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
 from ocrswarm.formats.page import (
     Coords,
+    OtherRegion,
     PcGts,
     TextLine,
     TextRegion,
@@ -131,3 +133,43 @@ def test_segment_a_real_scan_finds_the_ground_truth_lines(
     ]
     matched = [most_overlapping(line.coords.bbox, found_boxes) for line in truth_lines]
     assert sum(match is not None for match in matched) >= 0.9 * len(truth_lines)
+
+
+def rendered_table(workspace: Path) -> InputFile:
+    """A ruled table of 6 x 3 cells under a heading, drawn at 300 dpi."""
+    image = Image.new("L", (1900, 1000), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=40)
+    draw.text((150, 100), "A table of fruit prices in the market", fill=0, font=font)
+    for row, fruit in enumerate(["Apple", "Pear", "Plum", "Cherry", "Grape", "Lemon"]):
+        for column in range(3):
+            x, y = 150 + column * 550, 250 + row * 90
+            draw.rectangle((x, y, x + 550, y + 90), outline=0, width=3)
+            draw.text((x + 20, y + 22), f"{fruit} {row * 3 + column}", fill=0, font=font)
+    path = workspace / "OCR-D-IMG" / "table.png"
+    path.parent.mkdir(parents=True)
+    image.save(path, dpi=(300, 300))
+    return InputFile("OCR-D-IMG", "OCR-D-IMG_0001", "image/png", path)
+
+
+def test_tables_and_separators(tmp_path: Path) -> None:
+    file = rendered_table(tmp_path)
+    page = segment(tmp_path, file, lowest_level="line").page
+    [table] = [
+        region
+        for region in page.regions
+        if isinstance(region, OtherRegion) and region.kind == "TableRegion"
+    ]
+    cells = [cell for cell in table.regions if isinstance(cell, TextRegion)]
+    assert cells and sum(len(cell.lines) for cell in cells) == 6  # a line per row
+    assert all(inside(cell.coords.bbox, table.coords.bbox) for cell in cells)
+    assert any(isinstance(r, OtherRegion) and r.kind == "SeparatorRegion" for r in page.regions)
+    assert page.reading_order is not None
+    assert {cell.id for cell in cells} <= set(page.reading_order.region_ids())
+
+    flat = segment(tmp_path, file, out="OCR-D-FLAT", find_tables=False).page
+    assert all(
+        not isinstance(region, OtherRegion) or region.kind != "TableRegion"
+        for region in flat.regions
+    )
+    assert len(flat.text_regions()) > len(page.text_regions())
