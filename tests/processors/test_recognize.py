@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ocrswarm.formats.page import (
     text_inconsistencies,
 )
 from ocrswarm.processors.binarize import BinarizeProcessor
+from ocrswarm.processors.deskew import DeskewProcessor
 from ocrswarm.processors.evaluate import line_cer
 from ocrswarm.processors.ocrd_tool import tool_json
 from ocrswarm.processors.parameters import validate_parameters
@@ -195,3 +197,22 @@ def test_bebel_page_with_deu(shared_data: Path, tmp_path: Path) -> None:
     result = line_cer(parse_page(source / "bebel_frau_1879_0186.xml"), pcgts)
     assert result.characters > 300 and result.unmatched == 0
     assert result.cer <= 0.02
+
+
+def test_deskewed_page_gives_lines_in_the_original_frame(tmp_path: Path) -> None:
+    file = rendered_page(tmp_path)
+    straight = Image.open(file.path)
+    turned = straight.rotate(3, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+    turned.save(file.path, dpi=(300, 300))
+    tool = tool_json("ocrd-swarm-deskew")
+    parameters = validate_parameters(tool, {"detect_orientation": False})
+    with DeskewProcessor(parameters) as deskew:
+        [*_, output] = deskew.process_page(PageJob(tmp_path, "PHYS_0001", [file], ["OCR-D-DESKEW"]))
+    deskewed = InputFile(output.file_grp, output.file_id, output.mimetype, tmp_path / output.href)
+    pcgts = recognize(tmp_path, deskewed, textequiv_level="line")
+    assert pcgts.page.orientation is not None and abs(pcgts.page.orientation - 3) < 0.5
+    assert similarity(pcgts.page.text, TEXT) >= 0.95
+    for line in all_lines(pcgts):
+        (x0, y0), (x1, y1) = line.coords.points[:2]  # the top edge, turned with the page
+        assert x1 - x0 > 300
+        assert (y1 - y0) / (x1 - x0) == pytest.approx(-math.tan(math.radians(3)), abs=0.01)
