@@ -38,6 +38,7 @@ from ocrswarm.formats.page import parse_page
 from ocrswarm.formats.pageselect import select_pages
 from ocrswarm.formats.text import page_to_text
 from ocrswarm.formats.workspace import Workspace
+from ocrswarm.processors.tessdata import find_model
 
 TEXT_FILE = "text.txt"
 PAGE_SEPARATOR = "\f"  # between pages in text.txt, as pdftotext and OCRmyPDF write it
@@ -153,6 +154,8 @@ def run_workflow(
     output = request.output or source.default_output()
     if output is None:
         raise UsageError(f"{request.input} is not a METS: say where the workspace goes (-o OUT)")
+    wanted = request.steps or default_workflow(request.model)
+    _check_models(validate_steps(wanted, tool_description))  # before anything is made
     prepared = prepare_workspace(source, output)
     workspace = prepared.workspace
     state_dir = prepared.state_dir
@@ -161,9 +164,7 @@ def run_workflow(
     with _run_lock(state_dir / "run.lock"), Store(url) as store:
         store.migrate()
         steps = validate_steps(
-            request.steps or default_workflow(request.model),
-            tool_description,
-            available_file_grps=workspace.mets.file_groups,
+            wanted, tool_description, available_file_grps=workspace.mets.file_groups
         )
         page_ids = select_pages(request.page_selection, workspace.mets.page_ids)
         pages, skipped = _page_inputs(workspace, steps, page_ids)
@@ -242,6 +243,13 @@ def run_workflow(
             summary.text_file = write_document_text(workspace, steps, page_ids)
     summary.elapsed_seconds = time.monotonic() - started
     return summary
+
+
+def _check_models(steps: Sequence[WorkflowStep]) -> None:
+    """A missing Tesseract model is one clear error now, not a failure on every page."""
+    for step in steps:
+        if step.executable == "ocrd-swarm-recognize":
+            find_model(str(step.parameters["model"]))
 
 
 def _page_inputs(
