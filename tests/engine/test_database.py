@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import OperationalError
 
-from ocrswarm.engine.database import connect, database_url, migrate
+from ocrswarm.engine.database import StoreError, connect, database_url, migrate, run_write
 from ocrswarm.engine.schema import metadata
 from ocrswarm.engine.store import Store, sqlite_url
 from ocrswarm.errors import UsageError
@@ -62,4 +63,28 @@ def test_a_new_sqlite_file_is_migrated_from_nothing(tmp_path: Path) -> None:
         assert store.add_workspace(tmp_path / "mets.xml")
     engine = connect(sqlite_url(tmp_path / "new.sqlite"))
     migrate(engine)
+    engine.dispose()
+
+
+class Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+def test_deadlocked_transactions_are_retried_and_other_errors_reported(tmp_path: Path) -> None:
+    engine = connect(sqlite_url(tmp_path / "state.sqlite"))
+    calls: list[int] = []
+
+    def deadlocks_once(connection: Connection) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE tasks", {}, Deadlock())
+        return len(calls)
+
+    assert run_write(engine, deadlocks_once) == 2
+
+    def unreachable(connection: Connection) -> int:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    with pytest.raises(StoreError, match="database error: connection refused"):
+        run_write(engine, unreachable)
     engine.dispose()

@@ -96,11 +96,11 @@ def test_job_state(counts: dict[State, int], expected: State) -> None:
 
 
 def test_job_state_depends_only_on_which_states_occur() -> None:
-    task_states = [s for s in State if s is not S.UNSET]
+    task_states: list[State] = [s for s in State if s is not S.UNSET]
     for size in range(len(task_states) + 1):
         for present in itertools.combinations(task_states, size):
-            ones = {state: 1 for state in present}
-            many = {state: 7 + index for index, state in enumerate(present)}
+            ones: dict[State, int] = {state: 1 for state in present}
+            many: dict[State, int] = {state: 7 + index for index, state in enumerate(present)}
             assert job_state(ones) is job_state(many) is job_state({**many, S.UNSET: 0})
 
 

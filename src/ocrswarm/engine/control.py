@@ -2,15 +2,13 @@
 
 Cancel: the job's waiting and queued tasks become CANCELLED at once, and so do the later
 steps of their pages; tasks RUNNING at that moment are left to finish, and a success is
-kept (see queue.py). Retry: the FAILED tasks of a job and the CANCELLED later steps of
-their pages go back to the queue with fresh attempts (CACHED where a retried predecessor
-must run first). Jobs that depend on a failed job were cancelled with it and are not
-revived by retrying it: retry them too (a job whose dependency still failed cannot be).
+kept (see queue.py). Retry: what did not succeed (FAILED and CANCELLED tasks) goes back to
+the queue with fresh attempts, CACHED where an earlier step must run first, and the job is
+no longer cancelled. Jobs that depend on a failed job were cancelled with it; once that job
+is retried, retry them too (while a dependency still stands FAILED they cannot be).
 """
 
 from __future__ import annotations
-
-from collections import defaultdict
 
 from sqlalchemy import Connection, bindparam, select, update
 
@@ -23,6 +21,7 @@ from ocrswarm.errors import UsageError
 
 _CANCELLABLE = checked_sources(State.CANCELLED, State.CACHED, State.QUEUED)
 _RETRYABLE = (State.FAILED, State.CANCELLED)
+_CHUNK = 5000  # page indexes per statement
 
 
 def cancel(connection: Connection, catalog: Catalog, now: float, job_id: str) -> int:
@@ -50,39 +49,53 @@ def cancel(connection: Connection, catalog: Catalog, now: float, job_id: str) ->
 
 
 def retry_failed(connection: Connection, catalog: Catalog, now: float, job_id: str) -> int:
-    """Put a job's FAILED tasks (and the CANCELLED later steps of their pages) back; how many."""
+    """Run again what did not succeed; how many page tasks went back to the queue.
+
+    Every FAILED or CANCELLED task of the job (for a processing job: of it and the later
+    steps of its workflow) gets fresh attempts, and the job is no longer cancelled. A task
+    whose earlier step on the page ended without success and is not retried with it stays
+    as it is, so nothing revived can wait forever.
+    """
     target = resolve_job(connection, job_id)
-    failed = connection.execute(
-        select(tasks.c.page_index, tasks.c.step).where(
-            tasks.c.job_id.in_(target.job_ids), tasks.c.state == State.FAILED
-        )
-    ).all()
-    if not failed:
-        return 0
-    facts = catalog.workflow(connection, target.workflow_id)
     held = _check_dependencies(connection, target.workflow_id)
+    facts = catalog.workflow(connection, target.workflow_id)
+    steps = set()
+    for job in catalog.jobs(connection, target.job_ids).values():
+        steps |= {job.step} | facts.downstream[job.step]
+    pages = sorted(
+        set(
+            connection.execute(
+                select(tasks.c.page_index).where(
+                    tasks.c.workflow_job_id == target.workflow_id,
+                    tasks.c.step.in_(sorted(steps)),
+                    task_state_in(_RETRYABLE),
+                )
+            ).scalars()
+        )
+    )
+    job_ids = [facts.job_ids[step] for step in sorted(steps)]
+    connection.execute(update(jobs).where(jobs.c.id.in_(job_ids)).values(cancel_requested=False))
+    if not pages:
+        refresh_jobs(connection, catalog, job_ids, now)
+        return 0
     predecessors = _predecessors(connection, target.workflow_id)
-    pages = sorted({row.page_index for row in failed})
-    states: dict[tuple[int, int], tuple[int, State]] = {
-        (row.page_index, row.step): (row.id, State(row.state))
+    states: dict[tuple[int, int], tuple[int, State]] = {}
+    for start in range(0, len(pages), _CHUNK):
         for row in connection.execute(
             select(tasks.c.id, tasks.c.page_index, tasks.c.step, tasks.c.state)
-            .where(tasks.c.workflow_job_id == target.workflow_id, tasks.c.page_index.in_(pages))
-            .with_for_update()
-        )
-    }
-    revive: dict[int, set[int]] = defaultdict(set)  # page index -> steps to run again
-    for row in failed:
-        revive[row.page_index] |= {row.step} | facts.downstream[row.step]
+            .where(
+                tasks.c.workflow_job_id == target.workflow_id,
+                tasks.c.page_index.in_(pages[start : start + _CHUNK]),
+            )
+            .order_by(tasks.c.id)
+            .with_for_update(key_share=True)
+        ):
+            states[(row.page_index, row.step)] = (row.id, State(row.state))
     updates = []
-    for page_index, steps in revive.items():
-        steps = _with_unfinished_predecessors(
-            steps, predecessors, facts.downstream, page_index, states
-        )
-        for step in sorted(steps):
+    for page_index in pages:
+        revived = _revivable(page_index, steps, predecessors, states)
+        for step in sorted(revived):
             task_id, state = states[(page_index, step)]
-            if state not in _RETRYABLE:
-                continue
             waiting = int(held) + sum(
                 1
                 for pred in predecessors[step]
@@ -91,51 +104,48 @@ def retry_failed(connection: Connection, catalog: Catalog, now: float, job_id: s
             new = State.CACHED if waiting else State.QUEUED
             check_transition(state, new)
             updates.append({"b_id": task_id, "b_state": new, "b_waiting": waiting})
-    connection.execute(
-        update(tasks)
-        .where(tasks.c.id == bindparam("b_id"), task_state_in(_RETRYABLE))
-        .values(
-            state=bindparam("b_state"),
-            waiting=bindparam("b_waiting"),
-            attempts=0,
-            not_before=None,
-            token=None,
-            worker_id=None,
-            lease_until=None,
-            error=None,
-            traceback=None,
-            started_at=None,
-            finished_at=None,
-        ),
-        updates,
-    )
-    connection.execute(
-        update(jobs).where(jobs.c.id.in_(facts.job_ids)).values(cancel_requested=False)
-    )
-    refresh_jobs(connection, catalog, set(facts.job_ids), now)
+    if updates:
+        connection.execute(
+            update(tasks)
+            .where(tasks.c.id == bindparam("b_id"), task_state_in(_RETRYABLE))
+            .values(
+                state=bindparam("b_state"),
+                waiting=bindparam("b_waiting"),
+                attempts=0,
+                not_before=None,
+                token=None,
+                worker_id=None,
+                lease_until=None,
+                error=None,
+                traceback=None,
+                started_at=None,
+                finished_at=None,
+            ),
+            updates,
+        )
+    refresh_jobs(connection, catalog, job_ids, now)
     return len(updates)
 
 
-def _with_unfinished_predecessors(
+def _revivable(
+    page_index: int,
     steps: set[int],
     predecessors: list[list[int]],
-    downstream: tuple[frozenset[int], ...],
-    page_index: int,
     states: dict[tuple[int, int], tuple[int, State]],
 ) -> set[int]:
-    """`steps` plus any FAILED or CANCELLED step they need (and what needs that), so that no
-    revived task waits for a predecessor that will never run."""
-    result = set(steps)
-    todo = list(result)
-    while todo:
-        step = todo.pop()
-        for pred in predecessors[step]:
-            if pred not in result and states[(page_index, pred)][1] in _RETRYABLE:
-                for added in {pred} | downstream[pred]:
-                    if added not in result:
-                        result.add(added)
-                        todo.append(added)
-    return result
+    """The steps of one page to run again: those in `steps` that did not succeed, less any
+    that needs an unsuccessful earlier step which is not run again."""
+    revived = {step for step in steps if states[(page_index, step)][1] in _RETRYABLE}
+    changed = True
+    while changed:
+        changed = False
+        for step in sorted(revived):
+            for pred in predecessors[step]:
+                if pred not in revived and states[(page_index, pred)][1] in _RETRYABLE:
+                    revived.discard(step)
+                    changed = True
+                    break
+    return revived
 
 
 def _predecessors(connection: Connection, workflow_id: int) -> list[list[int]]:

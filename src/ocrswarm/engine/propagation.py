@@ -6,9 +6,12 @@
 - a job that succeeds releases the workflow jobs waiting for it (depends_on); one that
   fails or is cancelled cancels them, and so on down the chain.
 
-Job rows are locked (SELECT … FOR UPDATE, in id order) before their tasks are counted, so
-two transactions that finish a job's last tasks concurrently on PostgreSQL cannot both see
-the other's task as still running; SQLite's single writer needs no such care.
+Job rows are locked (SELECT … FOR NO KEY UPDATE, in id order) before their tasks are
+counted, so two transactions that finish a job's last tasks concurrently on PostgreSQL
+cannot both see the other's task as still running; SQLite's single writer needs no such
+care. Every lock is FOR NO KEY UPDATE, never FOR UPDATE: the key-share locks that foreign
+key checks take (inserting a file row key-shares its job) must not conflict with it, or
+two completions deadlock.
 """
 
 from __future__ import annotations
@@ -136,7 +139,7 @@ def _refresh_job_states(
             select(jobs.c.id, jobs.c.state)
             .where(jobs.c.id.in_(ids))
             .order_by(jobs.c.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     }
     presence = select(
@@ -173,7 +176,7 @@ def _refresh_workflow_states(connection: Connection, workflow_ids: Collection[in
             select(workflow_jobs.c.id, workflow_jobs.c.state)
             .where(workflow_jobs.c.id.in_(ids))
             .order_by(workflow_jobs.c.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     }
     counts: dict[int, dict[State, int]] = {workflow_id: {} for workflow_id in ids}
@@ -213,7 +216,7 @@ def _held_dependents(connection: Connection, job_ids: Collection[int]) -> list[i
                 ),
             )
             .order_by(workflow_jobs.c.id)
-            .with_for_update()
+            .with_for_update(key_share=True)
         ).scalars()
     )
 

@@ -95,7 +95,7 @@ def claim(
     ready_ids = (
         ready.order_by(*QUEUE_ORDER)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=tasks)
+        .with_for_update(skip_locked=True, of=tasks, key_share=True)
         .cte("ready")
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
@@ -372,7 +372,7 @@ def fail(
         )
         .join(jobs, jobs.c.id == tasks.c.job_id)
         .where(tasks.c.id == task_id)
-        .with_for_update(of=tasks)
+        .with_for_update(of=tasks, key_share=True)
     ).one_or_none()
     if row is None:
         raise TaskNotFoundError(f"no page task {task_id}")
@@ -431,7 +431,7 @@ def expire_leases(connection: Connection, catalog: Catalog, now: float, cutoff: 
         .join(jobs, jobs.c.id == tasks.c.job_id)
         .where(tasks.c.state == State.RUNNING, tasks.c.lease_until < cutoff)
         .order_by(tasks.c.id)
-        .with_for_update(of=tasks, skip_locked=True)
+        .with_for_update(of=tasks, skip_locked=True, key_share=True)
     ).all()
     if not rows:
         return 0
@@ -493,7 +493,7 @@ def release(connection: Connection, catalog: Catalog, now: float, worker_id: str
         .join(jobs, jobs.c.id == tasks.c.job_id)
         .where(tasks.c.state == State.RUNNING, tasks.c.worker_id == worker_id)
         .order_by(tasks.c.id)
-        .with_for_update(of=tasks)
+        .with_for_update(of=tasks, key_share=True)
     ).all()
     if not rows:
         return 0

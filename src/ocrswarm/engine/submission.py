@@ -221,7 +221,7 @@ def _held(connection: Connection, dependency_ids: Sequence[int]) -> bool:
         select(jobs.c.uid, jobs.c.state)
         .where(jobs.c.id.in_(dependency_ids))
         .order_by(jobs.c.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     ).all()
     for row in rows:
         if row.state in (State.FAILED, State.CANCELLED):
