@@ -216,3 +216,29 @@ def test_deskewed_page_gives_lines_in_the_original_frame(tmp_path: Path) -> None
         (x0, y0), (x1, y1) = line.coords.points[:2]  # the top edge, turned with the page
         assert x1 - x0 > 300
         assert (y1 - y0) / (x1 - x0) == pytest.approx(-math.tan(math.radians(3)), abs=0.01)
+
+
+def test_glyphs_for_existing_words_and_text_for_existing_glyphs(tmp_path: Path) -> None:
+    segmented = segment(tmp_path, rendered_page(tmp_path))
+    first = recognize(tmp_path, page_input(tmp_path, segmented), textequiv_level="glyph")
+    words = [word for line in all_lines(first) for word in line.words]
+    assert similarity(first.page.text, TEXT) >= 0.95
+    for word in words:
+        assert word.glyphs and word.text == "".join(glyph.text for glyph in word.glyphs)
+        assert all(inside(glyph.coords.bbox, word.coords.bbox) for glyph in word.glyphs)
+
+    again = recognize(tmp_path, page_input(tmp_path, first, "OCR-D-GLYPHS"), out="OCR-D-AGAIN")
+    assert again.page.text == first.page.text  # the default level, word, read the same
+    glyph_ids = [[glyph.id for glyph in word.glyphs] for word in words]
+    again_words = [word for line in all_lines(again) for word in line.words]
+    assert [[glyph.id for glyph in word.glyphs] for word in again_words] == glyph_ids
+    assert all(glyph.text_equivs == [] for word in again_words for glyph in word.glyphs)
+
+    kept = recognize(
+        tmp_path,
+        page_input(tmp_path, first, "OCR-D-GLYPHS"),
+        out="OCR-D-KEPT",
+        textequiv_level="glyph",
+    )
+    assert kept.page.text == first.page.text
+    assert text_inconsistencies(kept.page) == []

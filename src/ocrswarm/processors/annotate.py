@@ -2,9 +2,11 @@
 
 Shared by ocrd-swarm-segment (layout analysis only) and ocrd-swarm-recognize. A page without
 text regions is segmented and recognised in one pass over the whole page image, exactly as
-the `tesseract` command reads it. Where segments exist, each is cut from the page image and
-read on its own with the page segmentation mode that says what it is (a block, a line, a
-word, a glyph): missing levels below it are added, existing ones are descended into.
+the `tesseract` command reads it. Where segments exist, each region or line is cut from the
+page image and read on its own as one block or one line: missing levels below it are added,
+existing ones are descended into. Existing words and glyphs are not read one by one (out of
+their line's context Tesseract misreads them badly): their line is read and what it finds
+is shared out among them by overlap.
 
 Text ends up on the `depth` level; every level above gets its children's texts joined
 (OCR-D's consistency rule). Where recognised text replaces an element's text, the texts of
@@ -117,15 +119,14 @@ class PageAnnotator:
         if settings.depth == Level.LINE:
             self._recognize(line, Level.LINE, page_image)
             return
-        if not (settings.recognize or settings.may_segment(Level.WORD)):
-            return
         if line.words and not settings.recognize:
             return  # layout analysis has nothing to add to existing words
+        if not line.words and not settings.may_segment(Level.WORD):
+            return  # no words to put text on, and none may be made
         image, blocks, clip = self._read_segment(line, Level.LINE, page_image)
         found = words_of(blocks)
         if not line.words:
-            if settings.may_segment(Level.WORD):
-                line.words = self._builder(image, ids).words(found, clip, line.id)
+            line.words = self._builder(image, ids).words(found, clip, line.id)
             return
         # Words read in their line's context, then shared out: far better than word by word.
         boxes = [_box_in(image, word.coords.points) for word in line.words]

@@ -89,11 +89,9 @@ OEM_NAMES: dict[str, int] = {
     "TESSERACT_ONLY": tesserocr.OEM.TESSERACT_ONLY,
     "TESSERACT_LSTM_COMBINED": tesserocr.OEM.TESSERACT_LSTM_COMBINED,
 }
-# Page segmentation modes for a segment that is already known to be one block/line/word/glyph.
+# Page segmentation modes for a segment already known to be one block of text, or one line.
 SINGLE_BLOCK = tesserocr.PSM.SINGLE_BLOCK
 SINGLE_LINE = tesserocr.PSM.SINGLE_LINE
-SINGLE_WORD = tesserocr.PSM.SINGLE_WORD
-SINGLE_CHAR = tesserocr.PSM.SINGLE_CHAR
 # Tesseract cannot read an image narrower or lower than this many pixels.
 MIN_IMAGE_SIZE = 3
 
