@@ -199,6 +199,7 @@ def measure(
             processor.close()
     summary: dict[str, Any] = {
         "cer": round(total.cer, 5),
+        "cer_percent": round(100 * total.cer, 2),  # the targets are given to 0.1 %
         "errors": total.errors,
         "characters": total.characters,
         "unmatched_lines": total.unmatched,
