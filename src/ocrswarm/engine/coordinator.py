@@ -166,7 +166,8 @@ class Coordinator:
                 self._complete()
             self._writer.flush()
             self._keep_leases(now)
-            self._enforce_page_timeout(now)
+            if self._options.page_timeout is not None:
+                self._pool.kill_overdue(self._options.page_timeout)
             if now >= self._next_progress or self._idle():
                 progress = self._store.progress(self._job_id)
                 self._next_progress = now + _PROGRESS_SECONDS
@@ -261,14 +262,6 @@ class Coordinator:
             self._next_expiry = now + self._options.lease_seconds
             if self._store.expire_leases():
                 self._nothing_ready_until = 0.0
-
-    def _enforce_page_timeout(self, now: float) -> None:
-        limit = self._options.page_timeout
-        if limit is None:
-            return
-        for slot in self._pool.slots:
-            if slot.in_flight and slot.kill_reason is None and now - slot.busy_since > limit:
-                self._pool.kill(slot, f"page took longer than {limit:g} s; worker killed")
 
     def _in_flight(self) -> int:
         return sum(len(slot.in_flight) for slot in self._pool.slots)

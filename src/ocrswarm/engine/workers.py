@@ -6,17 +6,20 @@ single-threaded process per core. A worker keeps one processor instance per exec
 parameters it has seen, so a model is loaded once per worker, not once per page.
 
 The coordinator sends batches of claimed tasks (`TaskLease`, self-contained); the worker
-answers each task, in order, with a `_Done` or `_Failed` message. Since the answers come in
-order, the task a worker was busy with when it died is the first one without an answer:
-that page is reported as failed (`WorkerLost.current`), the rest of its batch as never
-started, and a new worker takes the slot. A reader thread in the worker notices at once
-when the coordinator is gone (EOF on the pipe) and ends the process, so a `kill -9` of the
-run leaves no orphans.
+answers each task with a `_Done` or `_Failed`, sent at once for slow pages and gathered for
+up to `_ANSWER_DELAY` for fast ones (fewer messages, fewer wake-ups of the coordinator).
+The id of the task a worker is busy with sits in a shared integer, so when a worker dies
+the page it was processing is known exactly: that one is reported as failed
+(`WorkerLost.current`), the rest of its tasks as never done (a finished page whose answer
+died with the worker is simply done again), and a new worker takes the slot. A reader
+thread in the worker notices at once when the coordinator is gone (EOF on the pipe) and
+ends the process, so a `kill -9` of the run leaves no orphans.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import multiprocessing
 import os
@@ -25,6 +28,7 @@ import signal
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -40,6 +44,9 @@ from ocrswarm.processors.processor import OutputFile, Processor
 
 _CONTEXT = multiprocessing.get_context("spawn")
 _STOP = "stop"
+_ANSWER_DELAY = 0.05  # seconds a fast page's answer may wait to travel with others
+_SLOW_PAGE = 0.005  # a page that took this long is answered at once
+_IDLE = 0  # the shared current-task value of a worker between tasks
 _MAX_RESIDENT_PROCESSORS = 8
 _EXIT_ORPHANED = 3  # the coordinator went away
 
@@ -92,8 +99,10 @@ class WorkerSlot:
     process: BaseProcess
     inbox: Connection  # coordinator -> worker
     outbox: Connection  # worker -> coordinator
+    current_task: ctypes.c_int64  # the id of the task it is processing, written by the worker
     in_flight: dict[str, TaskLease] = field(default_factory=dict)  # by lease token
-    busy_since: float = 0.0  # when its current task started (as far as we can tell)
+    watched_task: int = _IDLE  # `current_task` when `kill_overdue` last looked
+    watched_since: float = 0.0  # since when it has been that
     kill_reason: str | None = None
     at_eof: bool = False
     stopping: bool = False
@@ -101,10 +110,6 @@ class WorkerSlot:
     @property
     def pid(self) -> int | None:
         return self.process.pid
-
-    @property
-    def current(self) -> TaskLease | None:
-        return next(iter(self.in_flight.values()), None)
 
 
 class WorkerPool:
@@ -116,7 +121,7 @@ class WorkerPool:
         self.size = size
         self._extra_env = dict(extra_env or {})
         self._slots: list[WorkerSlot] = []
-        self._deaths_without_progress = 0
+        self._deaths_while_idle = 0  # since the last answer: workers that cannot even start
         self._closing = False
 
     @property
@@ -130,8 +135,6 @@ class WorkerPool:
         """Queue `tasks` at a worker; it processes them in order after what it already has."""
         if not tasks:
             return
-        if not slot.in_flight:
-            slot.busy_since = time.monotonic()
         for task in tasks:
             slot.in_flight[task.token] = task
         # If it died, its sentinel reports it, with these tasks as unstarted.
@@ -157,6 +160,21 @@ class WorkerPool:
             events.extend(self._drain(slot))
             events.append(self._bury(slot))
         return events
+
+    def kill_overdue(self, limit: float) -> None:
+        """Kill every worker that has been processing the same page for over `limit` s.
+
+        Timed from when the worker itself started the page (it may still have been busy
+        with earlier ones, or starting up, when the page was sent)."""
+        now = time.monotonic()
+        for slot in self._slots:
+            busy_with = slot.current_task.value
+            if busy_with != slot.watched_task:
+                slot.watched_task, slot.watched_since = busy_with, now
+            elif (
+                busy_with != _IDLE and slot.kill_reason is None and now - slot.watched_since > limit
+            ):
+                self.kill(slot, f"page took longer than {limit:g} s; worker killed")
 
     def kill(self, slot: WorkerSlot, reason: str) -> None:
         """End a worker now (a page ran too long); `wait` reports it with this reason."""
@@ -196,44 +214,47 @@ class WorkerPool:
     def _spawn(self, index: int) -> WorkerSlot:
         to_worker_r, to_worker_w = _CONTEXT.Pipe(duplex=False)
         from_worker_r, from_worker_w = _CONTEXT.Pipe(duplex=False)
+        current_task = _CONTEXT.RawValue(ctypes.c_int64, _IDLE)
         process = _CONTEXT.Process(
             target=_worker_main,
-            args=(to_worker_r, from_worker_w, self._extra_env),
+            args=(to_worker_r, from_worker_w, current_task, self._extra_env),
             name=f"ocrswarm-worker-{index}",
             daemon=True,
         )
         process.start()
         to_worker_r.close()
         from_worker_w.close()
-        return WorkerSlot(index, process, to_worker_w, from_worker_r)
+        return WorkerSlot(index, process, to_worker_w, from_worker_r, current_task)
 
     def _drain(self, slot: WorkerSlot) -> list[WorkerEvent]:
         events: list[WorkerEvent] = []
         try:
             while not slot.at_eof and slot.outbox.poll():
-                events.append(self._answer(slot, slot.outbox.recv()))
+                events.extend(self._answer(slot, answer) for answer in slot.outbox.recv())
         except (EOFError, OSError):
             slot.at_eof = True
         return events
 
     def _answer(self, slot: WorkerSlot, message: _Done | _Failed) -> WorkerEvent:
         task = slot.in_flight.pop(message.token)
-        slot.busy_since = time.monotonic()
-        self._deaths_without_progress = 0
+        self._deaths_while_idle = 0
         if isinstance(message, _Done):
             return TaskDone(task, message.outputs, message.seconds)
         return TaskFailed(task, message.error, message.traceback, message.retry)
 
     def _bury(self, slot: WorkerSlot) -> WorkerLost:
         slot.process.join()
-        tasks = list(slot.in_flight.values())
+        busy_with = slot.current_task.value
         graceful = slot.stopping  # an interrupted run: no page is to blame
+        current = next(
+            (t for t in slot.in_flight.values() if t.task_id == busy_with and not graceful), None
+        )
         reason = slot.kill_reason or _exit_reason(slot.process.exitcode)
         lost = WorkerLost(
             slot.index,
             reason,
-            None if graceful or not tasks else tasks[0],
-            tuple(tasks if graceful else tasks[1:]),
+            current,
+            tuple(t for t in slot.in_flight.values() if t is not current),
         )
         slot.inbox.close()
         slot.outbox.close()
@@ -241,10 +262,12 @@ class WorkerPool:
         if self._closing:
             del self._slots[position]
             return lost
-        self._deaths_without_progress += 1
-        if self._deaths_without_progress > 3 * self.size:
+        if current is None:
+            self._deaths_while_idle += 1
+        if self._deaths_while_idle > 3 * self.size:
+            del self._slots[position]
             raise WorkersFailingError(
-                f"worker processes keep dying before they finish a page (last: {lost.message})"
+                f"worker processes keep dying before they start a page (last: {lost.message})"
             )
         self._slots[position] = self._spawn(slot.index)
         return lost
@@ -278,8 +301,13 @@ class _Failed:
     retry: bool
 
 
-def _worker_main(inbox: Connection, outbox: Connection, extra_env: Mapping[str, str]) -> None:
-    """A worker process: read batches, answer each task, until told to stop."""
+def _worker_main(
+    inbox: Connection,
+    outbox: Connection,
+    current_task: ctypes.c_int64,
+    extra_env: Mapping[str, str],
+) -> None:
+    """A worker process: process the tasks it is sent, in order, until told to stop."""
     os.environ.update(extra_env)
     os.environ["OMP_THREAD_LIMIT"] = "1"  # before any processor loads Tesseract
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
@@ -287,21 +315,55 @@ def _worker_main(inbox: Connection, outbox: Connection, extra_env: Mapping[str, 
     stopping = threading.Event()
     threading.Thread(target=_read, args=(inbox, batches, stopping), daemon=True).start()
     processors = ResidentProcessors()
+    answers = _Answers(outbox)
+    todo: deque[TaskLease] = deque()
     try:
         while not stopping.is_set():
-            batch = batches.get()
-            if batch is None:
-                break
-            for task in batch:
-                if stopping.is_set():
-                    break
-                answer = processors.process(task)
+            if not todo:
                 try:
-                    outbox.send(answer)
-                except OSError:
-                    os._exit(_EXIT_ORPHANED)
+                    batch = batches.get_nowait()
+                except queue.Empty:
+                    answers.send()  # nothing else to do now: report what is done
+                    batch = batches.get()
+                if batch is None:
+                    break
+                todo.extend(batch)
+                continue
+            task = todo.popleft()
+            current_task.value = task.task_id
+            answer = processors.process(task)
+            current_task.value = _IDLE
+            answers.add(answer)
     finally:
+        answers.send()
         processors.close()
+
+
+class _Answers:
+    """Answers on their way to the coordinator: a slow page's at once, fast ones gathered."""
+
+    def __init__(self, outbox: Connection) -> None:
+        self._outbox = outbox
+        self._pending: list[_Done | _Failed] = []
+        self._oldest = 0.0
+
+    def add(self, answer: _Done | _Failed) -> None:
+        now = time.monotonic()
+        if not self._pending:
+            self._oldest = now
+        self._pending.append(answer)
+        slow = not isinstance(answer, _Done) or answer.seconds >= _SLOW_PAGE
+        if slow or now - self._oldest >= _ANSWER_DELAY:
+            self.send()
+
+    def send(self) -> None:
+        if not self._pending:
+            return
+        try:
+            self._outbox.send(self._pending)
+        except OSError:
+            os._exit(_EXIT_ORPHANED)
+        self._pending = []
 
 
 def _read(
