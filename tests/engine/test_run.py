@@ -323,7 +323,7 @@ def test_kill_9_of_the_whole_run_then_the_same_command_completes(
     wait_until(lambda: len(registered(out, "SLEPT")) >= 2 if (out / "mets.xml").exists() else False)
     process.kill()
     process.wait()
-    finished_before = {page for _, page in registered(out, "SLEPT")}
+    finished_before = {page for _, page in registered(out, "SLEPT") if page}
     workers = {int(p.read_text()) for p in (out / "started").iterdir() if p.read_text()}
     wait_until(lambda: all(gone(pid) for pid in workers), timeout=10)  # no orphans
     again = subprocess.run(argv, text=True, capture_output=True, timeout=120)
@@ -337,17 +337,18 @@ def test_kill_9_of_the_whole_run_then_the_same_command_completes(
     assert Workspace.open(out / "mets.xml").validate() == []
 
 
-def test_sigint_stops_gently_gives_back_the_leases_and_resumes(
-    tmp_path: Path, processes: list[subprocess.Popen[str]]
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_gently_gives_back_the_leases_and_resumes(
+    tmp_path: Path, processes: list[subprocess.Popen[str]], signum: int
 ) -> None:
     scans, out = many_scans(tmp_path, 6), tmp_path / "out"
     argv = command(scans, out, "-w", "test-sleep -I OCR-D-IMG -O SLEPT -P seconds 0.5")
-    process = subprocess.Popen(argv, text=True, stderr=subprocess.PIPE)
+    process = subprocess.Popen(argv, text=True, stderr=subprocess.PIPE, start_new_session=True)
     processes.append(process)
     wait_until(lambda: (out / "started" / "PHYS_0001.1").exists())
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signum)  # to the whole group, workers too, as Ctrl-C does
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 128 + signum
     assert "Run the same command again to continue" in stderr
     with Store(sqlite_url(out / STATE_DIR / "state.sqlite")) as store:
         [job] = store.workflow_jobs()

@@ -151,7 +151,7 @@ class ProgressBar:
             console=stderr,
         )
         self._task = self._progress.add_task(
-            "resuming" if summary.resumed else "OCR",
+            "resuming" if summary.resumed else "running",
             total=summary.pages_total,
             completed=summary.pages_done + summary.pages_failed + summary.pages_cancelled,
             failed=summary.pages_failed,

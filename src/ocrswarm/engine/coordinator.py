@@ -94,8 +94,8 @@ class CoordinatorOptions:
     lease_seconds: float = 60.0
     page_timeout: float | None = None  # kill a worker whose page takes longer
     grace_seconds: float = 10.0  # on interrupt: how long workers may finish their page
-    complete_batch: int = 128
-    complete_delay: float = 0.05  # a finished task waits at most this long to be completed
+    complete_batch: int = 512
+    complete_delay: float = 0.1  # a finished task waits at most this long to be completed
 
 
 class Coordinator:

@@ -310,7 +310,10 @@ def _worker_main(
     """A worker process: process the tasks it is sent, in order, until told to stop."""
     os.environ.update(extra_env)
     os.environ["OMP_THREAD_LIMIT"] = "1"  # before any processor loads Tesseract
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
+    # Ctrl-C and a stop request reach the whole process group; the coordinator handles them
+    # (it lets the page under way finish). It ends a worker with SIGKILL when it must.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     batches: queue.SimpleQueue[list[TaskLease] | None] = queue.SimpleQueue()
     stopping = threading.Event()
     threading.Thread(target=_read, args=(inbox, batches, stopping), daemon=True).start()
