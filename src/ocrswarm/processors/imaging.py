@@ -321,12 +321,17 @@ def load_input_page(job: PageJob) -> PcGts:
 
 
 def page_output(job: PageJob, pcgts: PcGts, *, file_grp: str) -> OutputFile:
-    """Write the PAGE document as the page's output `<fileGrp>_<page>.xml`."""
+    """Write the PAGE document as the page's output `<fileGrp>_<page>.xml`.
+
+    Its pcGtsId becomes the METS file ID, as OCR-D's workspace validator demands.
+    """
+    file_id = output_file_id(file_grp, job.page_id)
+    pcgts.pcgts_id = file_id
     pcgts.touch()
     return job.write_output(
         page_to_bytes(pcgts),
         file_grp=file_grp,
-        file_id=output_file_id(file_grp, job.page_id),
+        file_id=file_id,
         mimetype=MIMETYPE_PAGE,
         suffix=".xml",
     )
