@@ -365,6 +365,21 @@ def test_inconsistencies_are_reported_and_fixed() -> None:
     assert text_inconsistencies(pcgts.page) == []
 
 
+def test_a_line_read_whole_over_unread_words_is_consistent() -> None:
+    line = TextLine(
+        "l",
+        box(0, 0, 10, 10),
+        words=[Word("w1", box(0, 0, 5, 10)), Word("w2", box(5, 0, 10, 10))],
+        text_equivs=[TextEquiv("read as a line")],
+    )
+    region = TextRegion("r", box(0, 0, 10, 20), [line], text_equivs=[TextEquiv("read as a line")])
+    page = PcGts.new("img.png", 10, 20).page
+    page.regions.append(region)
+    assert text_inconsistencies(page) == []
+    line.words[0].set_text("other")
+    assert text_inconsistencies(page) != []
+
+
 # --- older namespaces ---------------------------------------------------------------------
 
 
