@@ -19,10 +19,29 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 
-from sqlalchemy import Connection, bindparam, case, exists, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 
 from ocrswarm.engine.catalog import Catalog
-from ocrswarm.engine.schema import job_dependencies, jobs, task_state_in, tasks, workflow_jobs
+from ocrswarm.engine.schema import (
+    job_dependencies,
+    jobs,
+    task_state_in,
+    task_state_is,
+    tasks,
+    workflow_jobs,
+)
 from ocrswarm.engine.states import FINISHED, State, checked_sources, job_state
 
 TASK_STATES = (
@@ -68,6 +87,22 @@ def cancel_later_steps(
     return job_ids, result.rowcount
 
 
+_REMAINING = tasks.c.waiting - bindparam("b_count")
+_COUNT_DOWN = (
+    update(tasks)
+    .where(
+        tasks.c.workflow_job_id == bindparam("b_workflow"),
+        tasks.c.page_index == bindparam("b_page"),
+        tasks.c.step == bindparam("b_step"),
+        task_state_in(_RELEASABLE),
+    )
+    .values(
+        waiting=_REMAINING,
+        state=case((_REMAINING <= 0, State.QUEUED), else_=tasks.c.state),
+    )
+)
+
+
 def release_successors(
     connection: Connection, catalog: Catalog, done: Iterable[PageStep]
 ) -> set[int]:
@@ -79,19 +114,8 @@ def release_successors(
             counts[(workflow_id, page_index, succ)] += 1
     if not counts:
         return set()
-    remaining = tasks.c.waiting - bindparam("b_count")
     connection.execute(
-        update(tasks)
-        .where(
-            tasks.c.workflow_job_id == bindparam("b_workflow"),
-            tasks.c.page_index == bindparam("b_page"),
-            tasks.c.step == bindparam("b_step"),
-            task_state_in(_RELEASABLE),
-        )
-        .values(
-            waiting=remaining,
-            state=case((remaining <= 0, State.QUEUED), else_=tasks.c.state),
-        ),
+        _COUNT_DOWN,
         [
             {"b_workflow": w, "b_page": p, "b_step": s, "b_count": n}
             for (w, p, s), n in sorted(counts.items())
@@ -128,38 +152,61 @@ def refresh_jobs(
         pending |= _cancel_dependents(connection, catalog, broken, now)
 
 
+_LOCK_JOBS = (
+    select(jobs.c.id, jobs.c.state)
+    .where(jobs.c.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(jobs.c.id)
+    .with_for_update(key_share=True)
+)
+
+
+def _state_probe(state: State) -> ColumnElement[bool]:
+    """Whether the job of the current `jobs` row has a task in `state`: one index seek.
+
+    Written as a seek in the (job_id, state, id) index, "the first entry at or after
+    (job, state)", which no other access path can answer cheaply. The obvious EXISTS or
+    LIMIT 1 lets PostgreSQL, trusting its statistics, walk the whole table (or its primary
+    key) whenever a state it believes common has no task at all in this job.
+    """
+    position = tuple_(tasks.c.job_id, tasks.c.state, tasks.c.id)
+    start = tuple_(jobs.c.id, literal(state.value, literal_execute=True), literal(0))
+    first = (
+        select(and_(tasks.c.job_id == jobs.c.id, task_state_is(state)))
+        .where(position >= start)
+        .order_by(tasks.c.job_id, tasks.c.state, tasks.c.id)
+        .limit(1)
+        .correlate(jobs)
+        .scalar_subquery()
+    )
+    return func.coalesce(first, false())
+
+
+# per job, whether any of its tasks is in each state: six index seeks, never a count
+_STATES_PRESENT = select(
+    jobs.c.id, *(_state_probe(state).label(state.value) for state in TASK_STATES)
+).where(jobs.c.id.in_(bindparam("b_ids", expanding=True)))
+_SET_JOB_STATE = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("b_id"))
+    .values(state=bindparam("b_state"), finished_at=bindparam("b_finished"))
+)
+
+
 def _refresh_job_states(
     connection: Connection, job_ids: Collection[int], now: float
 ) -> dict[int, State]:
     """Lock the jobs, derive their states from their tasks; the ones that changed."""
-    ids = sorted(job_ids)
-    stored = {
-        row.id: State(row.state)
-        for row in connection.execute(
-            select(jobs.c.id, jobs.c.state)
-            .where(jobs.c.id.in_(ids))
-            .order_by(jobs.c.id)
-            .with_for_update(key_share=True)
-        )
-    }
-    presence = select(
-        jobs.c.id,
-        *(
-            exists().where(tasks.c.job_id == jobs.c.id, tasks.c.state == state).label(state.value)
-            for state in TASK_STATES
-        ),
-    ).where(jobs.c.id.in_(ids))
+    binds = {"b_ids": sorted(job_ids)}
+    stored = {row.id: State(row.state) for row in connection.execute(_LOCK_JOBS, binds)}
     changed: dict[int, State] = {}
-    for row in connection.execute(presence):
+    for row in connection.execute(_STATES_PRESENT, binds):
         mapping = row._mapping
         derived = job_state({state: int(mapping[state.value]) for state in TASK_STATES})
         if derived is not stored[row.id]:
             changed[row.id] = derived
     if changed:
         connection.execute(
-            update(jobs)
-            .where(jobs.c.id == bindparam("b_id"))
-            .values(state=bindparam("b_state"), finished_at=bindparam("b_finished")),
+            _SET_JOB_STATE,
             [
                 {"b_id": job_id, "b_state": state, "b_finished": now if state in FINISHED else None}
                 for job_id, state in sorted(changed.items())

@@ -23,12 +23,12 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, String, bindparam, cast, insert, or_, select, update
+from sqlalchemy import Connection, Row, String, Update, bindparam, cast, insert, or_, select, update
 
 from ocrswarm.engine.catalog import Catalog, JobFacts, WorkflowFacts
 from ocrswarm.engine.propagation import cancel_later_steps, refresh_jobs, release_successors
 from ocrswarm.engine.records import FileRef, TaskLease, TaskResult
-from ocrswarm.engine.schema import files, jobs, task_state_in, tasks
+from ocrswarm.engine.schema import files, jobs, task_state_in, task_state_is, tasks
 from ocrswarm.engine.states import State, checked_sources
 from ocrswarm.errors import UsageError
 
@@ -70,6 +70,76 @@ def task_id_of(token: str) -> int | None:
     return int(head) if dot and head.isdigit() else None
 
 
+def _claim_statement(*, by_executable: bool) -> Update:
+    """UPDATE … RETURNING that leases the best ready tasks; built once, run with binds.
+
+    The candidates come from a CTE, which runs once: as a plain `IN (subquery)`, PostgreSQL
+    may rescan a LIMITed SKIP LOCKED subquery and hand out more than `limit` tasks.
+    """
+    ready = select(tasks.c.id).where(
+        task_state_is(State.QUEUED),
+        or_(tasks.c.not_before.is_(None), tasks.c.not_before <= bindparam("b_now")),
+    )
+    if by_executable:
+        wanted = select(jobs.c.id).where(
+            jobs.c.executable.in_(bindparam("b_executables", expanding=True))
+        )
+        ready = ready.where(tasks.c.job_id.in_(wanted))
+    ready_ids = (
+        ready.order_by(*QUEUE_ORDER)
+        .limit(bindparam("b_limit"))
+        .with_for_update(skip_locked=True, of=tasks, key_share=True)
+        .cte("ready")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    return (
+        update(tasks)
+        .where(tasks.c.id.in_(select(ready_ids.c.id)), task_state_in(_CLAIMABLE))
+        .values(
+            state=State.RUNNING,
+            token=cast(tasks.c.id, String).concat(bindparam("b_token_suffix")),
+            worker_id=bindparam("b_worker"),
+            lease_until=bindparam("b_lease_until"),
+            attempts=tasks.c.attempts + 1,
+            not_before=None,
+            started_at=bindparam("b_now"),
+        )
+        .returning(
+            tasks.c.id,
+            tasks.c.token,
+            tasks.c.job_id,
+            tasks.c.workflow_job_id,
+            tasks.c.page_index,
+            tasks.c.step,
+            tasks.c.page_id,
+            tasks.c.priority,
+            tasks.c.attempts,
+        )
+    )
+
+
+_CLAIM_ANY = _claim_statement(by_executable=False)
+_CLAIM_BY_EXECUTABLE = _claim_statement(by_executable=True)
+# no ORDER BY: sorted by id in Python, so the planner never walks the primary key instead
+_INPUT_FILES = select(
+    files.c.id,
+    files.c.workflow_job_id,
+    files.c.job_id,
+    files.c.page_id,
+    files.c.file_grp,
+    files.c.file_id,
+    files.c.mimetype,
+    files.c.href,
+).where(
+    files.c.workflow_job_id.in_(bindparam("b_workflows", expanding=True)),
+    files.c.page_id.in_(bindparam("b_pages", expanding=True)),
+    files.c.file_grp.in_(bindparam("b_grps", expanding=True)),
+)
+_JOB_STATES = select(jobs.c.id, jobs.c.state).where(
+    jobs.c.id.in_(bindparam("b_ids", expanding=True))
+)
+
+
 def claim(
     connection: Connection,
     catalog: Catalog,
@@ -83,48 +153,19 @@ def claim(
     """Lease up to `limit` ready tasks to `worker_id`, best first (see QUEUE_ORDER)."""
     if limit < 1 or (executables is not None and not executables):
         return []
-    ready = select(tasks.c.id).where(
-        tasks.c.state == State.QUEUED,
-        or_(tasks.c.not_before.is_(None), tasks.c.not_before <= now),
-    )
-    if executables is not None:
-        wanted_jobs = select(jobs.c.id).where(jobs.c.executable.in_(sorted(executables)))
-        ready = ready.where(tasks.c.job_id.in_(wanted_jobs))
-    # A CTE runs once: as a plain `IN (subquery)`, PostgreSQL may rescan a LIMITed SKIP
-    # LOCKED subquery and hand out more than `limit` tasks.
-    ready_ids = (
-        ready.order_by(*QUEUE_ORDER)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=tasks, key_share=True)
-        .cte("ready")
-        .prefix_with("MATERIALIZED", dialect="postgresql")
-    )
-    nonce = secrets.token_hex(12)
     lease_until = now + lease_seconds
-    claimed = connection.execute(
-        update(tasks)
-        .where(tasks.c.id.in_(select(ready_ids.c.id)), task_state_in(_CLAIMABLE))
-        .values(
-            state=State.RUNNING,
-            token=cast(tasks.c.id, String).concat(f".{nonce}"),
-            worker_id=worker_id,
-            lease_until=lease_until,
-            attempts=tasks.c.attempts + 1,
-            not_before=None,
-            started_at=now,
-        )
-        .returning(
-            tasks.c.id,
-            tasks.c.token,
-            tasks.c.job_id,
-            tasks.c.workflow_job_id,
-            tasks.c.page_index,
-            tasks.c.step,
-            tasks.c.page_id,
-            tasks.c.priority,
-            tasks.c.attempts,
-        )
-    ).all()
+    binds: dict[str, object] = {
+        "b_now": now,
+        "b_limit": limit,
+        "b_token_suffix": f".{secrets.token_hex(12)}",
+        "b_worker": worker_id,
+        "b_lease_until": lease_until,
+    }
+    if executables is None:
+        claimed = connection.execute(_CLAIM_ANY, binds).all()
+    else:
+        binds["b_executables"] = sorted(executables)
+        claimed = connection.execute(_CLAIM_BY_EXECUTABLE, binds).all()
     rows = sorted(claimed, key=lambda r: (-r.priority, r.workflow_job_id, r.page_index, r.step))
     if not rows:
         return []
@@ -174,23 +215,8 @@ def _resolve_inputs(
     page_ids = {row.page_id for row in rows}
     own: dict[tuple[int, str, str], list[FileRef]] = defaultdict(list)
     foreign: dict[tuple[int, str, str], list[FileRef]] = defaultdict(list)
-    for file in connection.execute(
-        select(
-            files.c.workflow_job_id,
-            files.c.job_id,
-            files.c.page_id,
-            files.c.file_grp,
-            files.c.file_id,
-            files.c.mimetype,
-            files.c.href,
-        )
-        .where(
-            files.c.workflow_job_id.in_(sorted(sources)),
-            files.c.page_id.in_(sorted(page_ids)),
-            files.c.file_grp.in_(sorted(grps)),
-        )
-        .order_by(files.c.id)
-    ):
+    binds = {"b_workflows": sorted(sources), "b_pages": sorted(page_ids), "b_grps": sorted(grps)}
+    for file in sorted(connection.execute(_INPUT_FILES, binds), key=lambda row: row.id):
         ref = FileRef(file.file_grp, file.file_id, file.mimetype, file.href, file.page_id)
         own[(file.workflow_job_id, file.page_id, file.file_grp)].append(ref)
         if file.job_id is not None:
@@ -221,9 +247,7 @@ def _mark_jobs_running(
     """
     not_yet = [
         job_id
-        for job_id, state in connection.execute(
-            select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(sorted(job_ids)))
-        )
+        for job_id, state in connection.execute(_JOB_STATES, {"b_ids": sorted(job_ids)})
         if state != State.RUNNING
     ]
     if not_yet:
@@ -252,6 +276,32 @@ def renew(
     )
 
 
+_COMPLETE = (
+    update(tasks)
+    .where(
+        tasks.c.id.in_(bindparam("b_ids", expanding=True)),
+        tasks.c.token.in_(bindparam("b_tokens", expanding=True)),
+        task_state_in(_COMPLETABLE),
+    )
+    .values(state=State.SUCCESS, finished_at=bindparam("b_now"), lease_until=None)
+    .returning(
+        tasks.c.id,
+        tasks.c.token,
+        tasks.c.job_id,
+        tasks.c.workflow_job_id,
+        tasks.c.page_index,
+        tasks.c.step,
+        tasks.c.page_id,
+    )
+)
+_ALREADY_COMPLETED = select(tasks.c.token).where(
+    tasks.c.id.in_(bindparam("b_ids", expanding=True)),
+    tasks.c.token.in_(bindparam("b_tokens", expanding=True)),
+    tasks.c.state == State.SUCCESS,
+)
+_INSERT_FILES = insert(files)
+
+
 def complete(
     connection: Connection, catalog: Catalog, now: float, results: Sequence[TaskResult]
 ) -> list[bool]:
@@ -267,36 +317,17 @@ def complete(
             first_by_token.setdefault(result.token, result)
     if not first_by_token:
         return [False] * len(results)
-    done = connection.execute(
-        update(tasks)
-        .where(
-            tasks.c.id.in_([r.task_id for r in first_by_token.values()]),
-            tasks.c.token.in_(list(first_by_token)),
-            task_state_in(_COMPLETABLE),
-        )
-        .values(state=State.SUCCESS, finished_at=now, lease_until=None)
-        .returning(
-            tasks.c.id,
-            tasks.c.token,
-            tasks.c.job_id,
-            tasks.c.workflow_job_id,
-            tasks.c.page_index,
-            tasks.c.step,
-            tasks.c.page_id,
-        )
-    ).all()
+    binds = {
+        "b_ids": [r.task_id for r in first_by_token.values()],
+        "b_tokens": list(first_by_token),
+        "b_now": now,
+    }
+    done = connection.execute(_COMPLETE, binds).all()
     accepted = {row.token for row in done}
     repeated = [token for token in first_by_token if token not in accepted]
     if repeated:
-        accepted.update(
-            connection.execute(
-                select(tasks.c.token).where(
-                    tasks.c.id.in_([first_by_token[t].task_id for t in repeated]),
-                    tasks.c.token.in_(repeated),
-                    tasks.c.state == State.SUCCESS,
-                )
-            ).scalars()
-        )
+        binds = {"b_ids": [first_by_token[t].task_id for t in repeated], "b_tokens": repeated}
+        accepted.update(connection.execute(_ALREADY_COMPLETED, binds).scalars())
     if done:
         _record_outputs(connection, catalog, done, first_by_token)
         page_steps = [(row.workflow_job_id, row.page_index, row.step) for row in done]
@@ -339,7 +370,7 @@ def _record_outputs(
                 }
             )
     if file_rows:
-        connection.execute(insert(files), file_rows)
+        connection.execute(_INSERT_FILES, file_rows)
 
 
 def fail(
@@ -429,7 +460,7 @@ def expire_leases(connection: Connection, catalog: Catalog, now: float, cutoff: 
             jobs.c.cancel_requested,
         )
         .join(jobs, jobs.c.id == tasks.c.job_id)
-        .where(tasks.c.state == State.RUNNING, tasks.c.lease_until < cutoff)
+        .where(task_state_is(State.RUNNING), tasks.c.lease_until < cutoff)
         .order_by(tasks.c.id)
         .with_for_update(of=tasks, skip_locked=True, key_share=True)
     ).all()
@@ -491,7 +522,7 @@ def release(connection: Connection, catalog: Catalog, now: float, worker_id: str
             jobs.c.cancel_requested,
         )
         .join(jobs, jobs.c.id == tasks.c.job_id)
-        .where(tasks.c.state == State.RUNNING, tasks.c.worker_id == worker_id)
+        .where(task_state_is(State.RUNNING), tasks.c.worker_id == worker_id)
         .order_by(tasks.c.id)
         .with_for_update(of=tasks, key_share=True)
     ).all()

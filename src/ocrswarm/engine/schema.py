@@ -10,6 +10,7 @@ workflow jobs.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    literal,
     or_,
 )
 
@@ -100,12 +102,15 @@ job_dependencies = Table(
 
 # One page of one processing job. `waiting` counts what it still waits for: predecessor
 # steps of its page that have not succeeded, plus one while its workflow job is held.
+# tasks and files carry no foreign keys: they are written only together with the rows they
+# point to, and on PostgreSQL a foreign key costs a trigger per inserted row (it doubled
+# the time of a bulk submission and of every completion).
 tasks = Table(
     "tasks",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
-    Column("workflow_job_id", Integer, ForeignKey("workflow_jobs.id"), nullable=False),
+    Column("job_id", Integer, nullable=False),
+    Column("workflow_job_id", Integer, nullable=False),
     Column("step", Integer, nullable=False),
     Column("page_index", Integer, nullable=False),
     Column("page_id", String, nullable=False),
@@ -121,18 +126,35 @@ tasks = Table(
     Column("traceback", Text),
     Column("started_at", Double),
     Column("finished_at", Double),
-    # the claim order: priority first, then submission order, page order, step order
-    Index(
-        "ix_tasks_queue",
-        "state",
-        Column("priority").desc(),
-        "workflow_job_id",
-        "page_index",
-        "step",
-    ),
     Index(None, "workflow_job_id", "page_index", "step", unique=True),
-    Index(None, "job_id", "state"),
+    # which states a job's tasks are in: seeks in this index (propagation._state_probe)
+    Index(None, "job_id", "state", "id"),
 )
+
+
+def task_state_is(state: str) -> ColumnElement[bool]:
+    """`tasks.state = '<state>'` with the value written into the SQL, as both databases need
+    to use the partial indexes below (a bound parameter could be any state)."""
+    return tasks.c.state == literal(str(state), literal_execute=True)
+
+
+def _partial(state: str) -> dict[str, Any]:
+    where = tasks.c.state == literal(str(state))
+    return {"sqlite_where": where, "postgresql_where": where}
+
+
+# The queue, in claim order: priority first, then submission, page and step order. Only
+# QUEUED tasks are in it, so it stays small and no other lookup by state is lured into it.
+Index(
+    "ix_tasks_queue",
+    tasks.c.priority.desc(),
+    tasks.c.workflow_job_id,
+    tasks.c.page_index,
+    tasks.c.step,
+    **_partial("QUEUED"),
+)
+# The leases, for expiry and release.
+Index("ix_tasks_leases", tasks.c.lease_until, **_partial("RUNNING"))
 
 # Every file the engine knows per page: the METS inputs a workflow was submitted with
 # (registered already) and the outputs of succeeded tasks (the METS writer's outbox until
@@ -141,17 +163,19 @@ files = Table(
     "files",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("workspace_id", String(36), ForeignKey("workspaces.id"), nullable=False),
-    Column("workflow_job_id", Integer, ForeignKey("workflow_jobs.id"), nullable=False),
-    Column("job_id", Integer, ForeignKey("jobs.id")),
-    Column("task_id", Integer, ForeignKey("tasks.id")),
+    Column("workspace_id", String(36), nullable=False),
+    Column("workflow_job_id", Integer, nullable=False),
+    Column("job_id", Integer),
+    Column("task_id", Integer),
     Column("page_id", String, nullable=False),
     Column("file_grp", String, nullable=False),
     Column("file_id", String, nullable=False),
     Column("mimetype", String, nullable=False),
     Column("href", Text, nullable=False),
     Column("registered", Boolean, nullable=False),
-    Index(None, "workflow_job_id", "page_id"),
+    # page first: with a stale plan, PostgreSQL still has to narrow by page, never by
+    # workflow job alone (which grows to every file of a big job)
+    Index(None, "page_id", "workflow_job_id"),
     Index(None, "workspace_id", "registered", "id"),
 )
 

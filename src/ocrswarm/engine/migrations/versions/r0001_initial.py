@@ -6,6 +6,8 @@ Revises:
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,6 +15,12 @@ revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | None = None
 depends_on: str | None = None
+
+
+def _only(state: str) -> dict[str, Any]:
+    """A partial index's condition, for both databases."""
+    where = sa.text(f"state = '{state}'")
+    return {"sqlite_where": where, "postgresql_where": where}
 
 
 def upgrade() -> None:
@@ -111,24 +119,22 @@ def upgrade() -> None:
         sa.Column("traceback", sa.Text(), nullable=True),
         sa.Column("started_at", sa.Double(), nullable=True),
         sa.Column("finished_at", sa.Double(), nullable=True),
-        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_tasks_job_id_jobs"),
-        sa.ForeignKeyConstraint(
-            ["workflow_job_id"], ["workflow_jobs.id"], name="fk_tasks_workflow_job_id_workflow_jobs"
-        ),
         sa.PrimaryKeyConstraint("id", name="pk_tasks"),
     )
     op.create_index(
         "ix_tasks_queue",
         "tasks",
-        ["state", sa.text("priority DESC"), "workflow_job_id", "page_index", "step"],
+        [sa.text("priority DESC"), "workflow_job_id", "page_index", "step"],
+        **_only("QUEUED"),
     )
+    op.create_index("ix_tasks_leases", "tasks", ["lease_until"], **_only("RUNNING"))
     op.create_index(
         "ix_tasks_workflow_job_id_page_index_step",
         "tasks",
         ["workflow_job_id", "page_index", "step"],
         unique=True,
     )
-    op.create_index("ix_tasks_job_id_state", "tasks", ["job_id", "state"])
+    op.create_index("ix_tasks_job_id_state_id", "tasks", ["job_id", "state", "id"])
     op.create_table(
         "files",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -142,17 +148,9 @@ def upgrade() -> None:
         sa.Column("mimetype", sa.String(), nullable=False),
         sa.Column("href", sa.Text(), nullable=False),
         sa.Column("registered", sa.Boolean(), nullable=False),
-        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name="fk_files_job_id_jobs"),
-        sa.ForeignKeyConstraint(["task_id"], ["tasks.id"], name="fk_files_task_id_tasks"),
-        sa.ForeignKeyConstraint(
-            ["workflow_job_id"], ["workflow_jobs.id"], name="fk_files_workflow_job_id_workflow_jobs"
-        ),
-        sa.ForeignKeyConstraint(
-            ["workspace_id"], ["workspaces.id"], name="fk_files_workspace_id_workspaces"
-        ),
         sa.PrimaryKeyConstraint("id", name="pk_files"),
     )
-    op.create_index("ix_files_workflow_job_id_page_id", "files", ["workflow_job_id", "page_id"])
+    op.create_index("ix_files_page_id_workflow_job_id", "files", ["page_id", "workflow_job_id"])
     op.create_index(
         "ix_files_workspace_id_registered_id", "files", ["workspace_id", "registered", "id"]
     )
