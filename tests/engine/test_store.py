@@ -12,7 +12,7 @@ from ocrswarm.engine.states import State
 from ocrswarm.engine.store import Store
 from ocrswarm.engine.workflow import parse_workflow, workflow_fingerprint
 from ocrswarm.errors import UsageError
-from tests.engine.storetools import THREE_STEPS, image, pages, submit
+from tests.engine.storetools import THREE_STEPS, image, pages, result_of, submit
 
 
 def test_the_same_mets_path_is_the_same_workspace(store: Store, tmp_path: Path) -> None:
@@ -135,3 +135,18 @@ def test_files_outside_the_workflows_inputs_are_not_kept(store: Store) -> None:
     store.submit_workflow(workspace_id, parse_workflow(THREE_STEPS), [page])
     [lease] = store.claim("w")
     assert [ref.file_id for ref in lease.inputs] == ["OCR-D-IMG_P1"]
+
+
+def test_a_page_is_done_when_all_its_last_steps_succeeded(store: Store) -> None:
+    job = submit(store, "dummy -I OCR-D-IMG -O A\ndummy -I A -O B\ndummy -I A -O C", 3)
+    leases = store.claim("w", limit=3)
+    store.complete([result_of(lease) for lease in leases])
+    b1, c1, b2, c2, b3, c3 = store.claim("w", limit=6)
+    store.complete([result_of(b1), result_of(c1), result_of(b2)])
+    store.fail(b3.task_id, b3.token, "broken", retry=False)
+    progress = store.progress(job.id)
+    assert (progress.pages_done, progress.pages_failed, progress.pages_pending) == (1, 1, 1)
+    assert store.progress(job.processing_job_ids[1]).pages_done == 2  # step B alone
+    store.complete([result_of(c2), result_of(c3)])
+    progress = store.progress(job.id)
+    assert (progress.pages_done, progress.pages_failed, progress.finished) == (2, 1, True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, Connection, case, func, select
+from sqlalchemy import Connection, func, select
 
 from ocrswarm.engine.lookup import Target, WorkspaceNotFoundError, resolve_job
 from ocrswarm.engine.records import (
@@ -24,6 +24,7 @@ from ocrswarm.engine.schema import (
     KIND_WORKFLOW,
     job_dependencies,
     jobs,
+    task_state_is,
     tasks,
     workflow_jobs,
     workspaces,
@@ -217,32 +218,46 @@ def progress(connection: Connection, job_id: str) -> Progress:
 
 def _page_outcomes(connection: Connection, target: Target) -> tuple[int, int, int, int]:
     """Pages in all, done (all tasks succeeded), failed (one FAILED), cancelled (else one
-    CANCELLED)."""
+    CANCELLED), without reading every task: the last one cost 25 ms at 10,000 pages.
 
-    def has(state: State) -> ColumnElement[int]:
-        return func.max(case((tasks.c.state == state, 1), else_=0))
-
-    per_page = (
-        select(
-            has(State.FAILED).label("failed"),
-            has(State.CANCELLED).label("cancelled"),
-            func.min(case((tasks.c.state == State.SUCCESS, 1), else_=0)).label("done"),
+    A page is done when the tasks of its last steps (the sinks of the DAG, which run only
+    after everything before them succeeded) all succeeded; FAILED and CANCELLED tasks are
+    few, and found through the (job_id, state) index.
+    """
+    predecessors: list[list[int]] = connection.execute(
+        select(workflow_jobs.c.step_predecessors).where(workflow_jobs.c.id == target.workflow_id)
+    ).scalar_one()
+    steps = {
+        row.step: row.id
+        for row in connection.execute(
+            select(jobs.c.step, jobs.c.id).where(jobs.c.id.in_(target.job_ids))
         )
-        .where(tasks.c.workflow_job_id == target.workflow_id, tasks.c.job_id.in_(target.job_ids))
-        .group_by(tasks.c.page_index)
-        .subquery()
+    }
+    needed = {pred for step in steps for pred in predecessors[step] if pred in steps}
+    sinks = [job_id for step, job_id in steps.items() if step not in needed]
+    total = connection.execute(
+        select(func.count()).where(tasks.c.job_id == sinks[0])  # one task per page
+    ).scalar_one()
+    succeeded = select(tasks.c.page_index).where(
+        tasks.c.job_id.in_(sinks), task_state_is(State.SUCCESS)
     )
-    row = connection.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(per_page.c.done), 0),
-            func.coalesce(func.sum(per_page.c.failed), 0),
-            func.coalesce(
-                func.sum(case((per_page.c.failed == 0, per_page.c.cancelled), else_=0)), 0
-            ),
-        ).select_from(per_page)
-    ).one()
-    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+    if len(sinks) > 1:
+        succeeded = succeeded.group_by(tasks.c.page_index).having(func.count() == len(sinks))
+    done = connection.execute(select(func.count()).select_from(succeeded.subquery())).scalar_one()
+    failed = _pages_in(connection, target, State.FAILED)
+    cancelled = _pages_in(connection, target, State.CANCELLED) - failed
+    return int(total), int(done), len(failed), len(cancelled)
+
+
+def _pages_in(connection: Connection, target: Target, state: State) -> set[int]:
+    """The pages with a task of the target in `state`."""
+    return set(
+        connection.execute(
+            select(tasks.c.page_index)
+            .where(tasks.c.job_id.in_(target.job_ids), task_state_is(state))
+            .distinct()
+        ).scalars()
+    )
 
 
 def failed_tasks(connection: Connection, job_id: str) -> list[FailedTask]:
