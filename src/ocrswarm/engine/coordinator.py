@@ -5,7 +5,8 @@ One loop in the main process, on behalf of N worker processes:
   keeps each worker's pipe filled a little ahead (about a quarter second of work), so that
   no worker waits for the coordinator and a worker's death strands few tasks;
 - completes finished tasks in batches (one transaction each), which also queues the next
-  steps of those pages; failures are reported one by one (they are rare);
+  steps of those pages, after one file-system sync that makes the batch's files durable
+  (so no worker needs an fsync per file); failures are reported one by one (they are rare);
 - renews the leases of its workers by heartbeat, and expires other holders' dead leases;
 - lets the METS writer register outputs as it sees fit;
 - on a worker's death fails the page it was processing (retried per the attempt policy) and
@@ -25,9 +26,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
+from ocrswarm.engine.files import sync_filesystem
 from ocrswarm.engine.metswriter import MetsWriter
 from ocrswarm.engine.records import FileRef, Progress, TaskLease, TaskResult
 from ocrswarm.engine.states import State
@@ -119,6 +122,7 @@ class Coordinator:
         self._run_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pool = WorkerPool(options.workers)
         self._results: list[TaskResult] = []
+        self._written_to: set[Path] = set()  # workspaces the pending results wrote into
         self._oldest_result = 0.0
         self._nothing_ready_until = 0.0
         self._mean_seconds: float | None = None
@@ -208,6 +212,7 @@ class Coordinator:
         if isinstance(event, TaskDone):
             if not self._results:
                 self._oldest_result = time.monotonic()
+            self._written_to.add(event.task.workspace_dir)
             self._results.append(
                 TaskResult(
                     event.task.task_id,
@@ -241,8 +246,12 @@ class Coordinator:
         self._nothing_ready_until = 0.0
 
     def _complete(self) -> None:
+        """Record the finished tasks, once their files are durable (one sync per batch)."""
         if not self._results:
             return
+        for directory in self._written_to:
+            sync_filesystem(directory)
+        self._written_to.clear()
         accepted = self._store.complete(self._results)
         self.discarded += accepted.count(False)
         self._results = []

@@ -9,8 +9,10 @@ into file references for the store.
 
 from __future__ import annotations
 
+import ctypes
 import functools
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -61,3 +63,34 @@ def resolve_href(workspace_dir: Path, href: str) -> Path:
 def _resolver(directory: Path) -> Workspace:
     """A workspace object used only for its safe `resolve`: its METS is never read."""
     return Workspace(directory, Mets.empty())
+
+
+def sync_filesystem(directory: Path) -> None:
+    """Make everything written to the file system holding `directory` durable.
+
+    One call makes a whole batch of page outputs durable, which is how the engine avoids an
+    fsync per file: outputs are synced before their tasks are recorded as done, and before
+    the METS that lists them is saved. Linux syncs only that file system (syncfs); elsewhere
+    all of them.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        os.sync()
+        return
+    try:
+        if _syncfs is None or _syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        function: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+_syncfs = _load_syncfs()

@@ -6,7 +6,7 @@ the METS it holds in memory, saves the METS atomically and only then marks them 
 A crash between the save and the mark means they are added once more on the next run, with
 `replace` semantics, so nothing is ever listed twice and nothing is lost. Before each save
 the file system is synced, so the METS on disk never lists a file whose bytes a power loss
-could still take away, even though workers write their files without fsync.
+could still take away, however the files were written.
 
 Saving costs time in proportion to the METS, so the writer saves at most every
 `min_interval` seconds (1 s), and spends no more than about 5 % of its time saving.
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ocrswarm.engine.files import sync_filesystem
 from ocrswarm.errors import OcrswarmError
 from ocrswarm.formats.mets import Agent
 from ocrswarm.formats.workspace import Workspace
@@ -145,8 +145,8 @@ class MetsWriter:
             self._add_agent_of(grp)
 
     def save(self) -> None:
-        """Save the METS now (e.g. after agents were added)."""
-        os.sync()
+        """Save the METS now (e.g. after agents were added), its files synced first."""
+        sync_filesystem(self.workspace.directory)
         self.workspace.save()
 
     def _register(self, batch: Sequence[_Registration]) -> int:
