@@ -42,7 +42,13 @@ def test_a_workflow_can_depend_on_a_workflow(store: Store) -> None:
     assert store.workflow_job(second.id).state is State.CACHED
     assert store.workflow_job(second.id).depends_on == first.processing_job_ids
     handed_out = run_until_empty(store)
-    assert [lease.workflow_job_id for lease in handed_out][-2:] == [second.id, second.id]
+    last_steps = {lease.page_id: lease for lease in handed_out if lease.output_file_grps == ("C",)}
+    dependents = [lease for lease in handed_out if lease.workflow_job_id == second.id]
+    assert handed_out[-2:] == dependents  # only after the whole first workflow
+    assert [lease.inputs for lease in dependents] == [
+        output_of(last_steps["P0001"]),
+        output_of(last_steps["P0002"]),
+    ]
     assert store.workflow_job(second.id).state is State.SUCCESS
 
 

@@ -286,3 +286,8 @@ class TaskInfo:
     worker_id: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+
+
+# The names the engine's contract (issue 4) gives the results of submission.
+WorkflowJob = WorkflowJobInfo
+ProcessingJob = JobInfo
