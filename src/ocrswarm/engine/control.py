@@ -62,22 +62,19 @@ def retry_failed(connection: Connection, catalog: Catalog, now: float, job_id: s
     steps = set()
     for job in catalog.jobs(connection, target.job_ids).values():
         steps |= {job.step} | facts.downstream[job.step]
+    job_ids = [facts.job_ids[step] for step in sorted(steps)]
     pages = sorted(
         set(
             connection.execute(
                 select(tasks.c.page_index).where(
-                    tasks.c.workflow_job_id == target.workflow_id,
-                    tasks.c.step.in_(sorted(steps)),
-                    task_state_in(_RETRYABLE),
+                    tasks.c.job_id.in_(job_ids), tasks.c.state.in_(_RETRYABLE)
                 )
             ).scalars()
         )
     )
-    job_ids = [facts.job_ids[step] for step in sorted(steps)]
-    connection.execute(update(jobs).where(jobs.c.id.in_(job_ids)).values(cancel_requested=False))
     if not pages:
-        refresh_jobs(connection, catalog, job_ids, now)
         return 0
+    connection.execute(update(jobs).where(jobs.c.id.in_(job_ids)).values(cancel_requested=False))
     predecessors = _predecessors(connection, target.workflow_id)
     states: dict[tuple[int, int], tuple[int, State]] = {}
     for start in range(0, len(pages), _CHUNK):
