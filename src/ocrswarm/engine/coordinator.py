@@ -113,14 +113,17 @@ class Coordinator:
         options: CoordinatorOptions = CoordinatorOptions(),
         *,
         on_progress: Callable[[Progress], None] | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
+        """`pool`: worker processes started early (they load their models meanwhile); by
+        default the coordinator starts `options.workers` of them itself."""
         self._store = store
         self._job_id = workflow_job_id
         self._writer = writer
         self._options = options
         self._on_progress = on_progress
         self._run_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._pool = WorkerPool(options.workers)
+        self._pool = pool or WorkerPool(options.workers)
         self._results: list[TaskResult] = []
         self._written_to: set[Path] = set()  # workspaces the pending results wrote into
         self._oldest_result = 0.0
@@ -137,7 +140,8 @@ class Coordinator:
         """Process until the workflow job is finished; raises Interrupted on a signal."""
         restore = self._catch_signals()
         try:
-            self._pool.start()
+            if not self._pool.started:
+                self._pool.start()
             try:
                 progress = self._loop()
             except BaseException:
@@ -297,7 +301,7 @@ class Coordinator:
             self._complete()
         finally:
             self._pool.close()
-            for index in range(self._options.workers):
+            for index in range(self._pool.size):
                 self._store.release(self._worker_id_of(index))
             self._writer.flush(force=True)
 

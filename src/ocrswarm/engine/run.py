@@ -19,11 +19,12 @@ from typing import Any
 
 from ocrswarm.engine.coordinator import Coordinator, CoordinatorOptions, Interrupted
 from ocrswarm.engine.metswriter import MetsWriter, StepAgent
-from ocrswarm.engine.prepare import RunInput, prepare_workspace
+from ocrswarm.engine.prepare import PreparedWorkspace, RunInput, prepare_workspace
 from ocrswarm.engine.records import FileRef, PageInputs, Progress
 from ocrswarm.engine.states import State
 from ocrswarm.engine.store import Store, sqlite_url
 from ocrswarm.engine.tools import tool_description, tool_version
+from ocrswarm.engine.workers import WorkerPool
 from ocrswarm.engine.workflow import (
     WorkflowStep,
     default_workflow,
@@ -155,94 +156,135 @@ def run_workflow(
     if output is None:
         raise UsageError(f"{request.input} is not a METS: say where the workspace goes (-o OUT)")
     wanted = request.steps or default_workflow(request.model)
-    _check_models(validate_steps(wanted, tool_description))  # before anything is made
-    prepared = prepare_workspace(source, output)
-    workspace = prepared.workspace
-    state_dir = prepared.state_dir
-    state_dir.mkdir(exist_ok=True)
-    url = request.db_url or sqlite_url(state_dir / "state.sqlite")
-    with _run_lock(state_dir / "run.lock"), Store(url) as store:
-        store.migrate()
-        steps = validate_steps(
-            wanted, tool_description, available_file_grps=workspace.mets.file_groups
-        )
-        page_ids = select_pages(request.page_selection, workspace.mets.page_ids)
-        pages, skipped = _page_inputs(workspace, steps, page_ids)
-        if not pages:
-            raise FormatError(
-                f"none of the {len(page_ids)} selected pages has a file in "
-                f"{', '.join(mets_input_file_grps(steps))}; nothing to do"
-            )
-        workspace_id = store.add_workspace(workspace.mets_path)
-        fingerprint = workflow_fingerprint(steps, [page.page_id for page in pages])
-        job_id = store.find_workflow_job(workspace_id, fingerprint)
-        resumed = job_id is not None
-        if job_id is not None:
-            if request.db_url is None:
-                # We hold the run lock: whoever held these leases is dead.
-                store.expire_leases(now=math.inf)
-            store.retry_failed(job_id)
-        else:
-            if not request.overwrite:
-                _refuse_existing_output(workspace, steps, [page.page_id for page in pages])
-            job_id = store.submit_workflow(
-                workspace_id,
-                steps,
-                pages,
-                max_attempts=request.max_attempts,
-                fingerprint=fingerprint,
-                description=f"ocrswarm run {request.input}",
-            ).id
-        writer = MetsWriter(
-            workspace,
-            store,
-            workspace_id,
-            agents=[_agent(step, request.page_selection) for step in steps],
-        )
-        writer.flush(force=True)  # what a crashed run completed but did not register
-        before = store.progress(job_id)
-        summary = RunSummary(
-            workspace.mets_path,
-            job_id,
-            before.state,
-            resumed,
-            before.pages_total,
-            before.pages_done,
-            before.pages_failed,
-            before.pages_cancelled,
-            0,
-            0.0,
-            skipped_pages=skipped,
-            warnings=[*prepared.warnings, *_skip_warnings(skipped, steps)],
-        )
-        if on_start:
-            on_start(summary)
-        options = CoordinatorOptions(
-            workers=request.workers or os.cpu_count() or 1,
-            lease_seconds=request.lease_seconds,
-            page_timeout=request.page_timeout,
-            grace_seconds=request.grace_seconds,
-        )
-        coordinator = Coordinator(store, job_id, writer, options, on_progress=on_progress)
-        try:
-            if not before.finished:
-                coordinator.run()
-        except Interrupted as interrupt:
-            summary.interrupted_by = interrupt.signum
-        after = store.progress(job_id)
-        summary.state = after.state
-        summary.pages_done, summary.pages_failed = after.pages_done, after.pages_failed
-        summary.pages_cancelled = after.pages_cancelled
-        summary.pages_done_now = after.pages_done - before.pages_done
-        summary.failed = [
-            FailedPage(task.page_id, task.executable, task.error or "failed", task.attempts)
-            for task in store.failed_tasks(job_id)
-        ]
-        summary.warnings.extend(writer.problems)
-        if request.write_text and summary.interrupted_by is None:
-            summary.text_file = write_document_text(workspace, steps, page_ids)
+    checked = validate_steps(wanted, tool_description)  # before anything is made
+    _check_models(checked)
+    # The workers start now and load their models while OUT is prepared and jobs submitted.
+    pool = WorkerPool(
+        request.workers or os.cpu_count() or 1,
+        warm_up=[(step.executable, step.parameters) for step in checked],
+    )
+    pool.start()
+    try:
+        prepared = prepare_workspace(source, output)
+        prepared.state_dir.mkdir(exist_ok=True)
+        url = request.db_url or sqlite_url(prepared.state_dir / "state.sqlite")
+        with _run_lock(prepared.state_dir / "run.lock"), Store(url) as store:
+            store.migrate()
+            summary = _run(store, prepared, wanted, request, pool, on_start, on_progress)
+    finally:
+        pool.close()
     summary.elapsed_seconds = time.monotonic() - started
     return summary
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What a run does in its workspace: the checked steps and the pages."""
+
+    steps: list[WorkflowStep]
+    page_ids: list[str]  # selected
+    pages: list[PageInputs]  # selected and with input
+    skipped: list[str]  # selected but without input
+
+
+def _plan(workspace: Workspace, wanted: Sequence[WorkflowStep], request: RunRequest) -> _Plan:
+    steps = validate_steps(wanted, tool_description, available_file_grps=workspace.mets.file_groups)
+    page_ids = select_pages(request.page_selection, workspace.mets.page_ids)
+    pages, skipped = _page_inputs(workspace, steps, page_ids)
+    if not pages:
+        raise FormatError(
+            f"none of the {len(page_ids)} selected pages has a file in "
+            f"{', '.join(mets_input_file_grps(steps))}; nothing to do"
+        )
+    return _Plan(steps, page_ids, pages, skipped)
+
+
+def _run(
+    store: Store,
+    prepared: PreparedWorkspace,
+    wanted: Sequence[WorkflowStep],
+    request: RunRequest,
+    pool: WorkerPool,
+    on_start: Callable[[RunSummary], None] | None,
+    on_progress: Callable[[Progress], None] | None,
+) -> RunSummary:
+    workspace = prepared.workspace
+    plan = _plan(workspace, wanted, request)
+    workspace_id = store.add_workspace(workspace.mets_path)
+    job_id, resumed = _submit_or_resume(store, workspace, workspace_id, plan, request)
+    writer = MetsWriter(
+        workspace,
+        store,
+        workspace_id,
+        agents=[_agent(step, request.page_selection) for step in plan.steps],
+    )
+    writer.flush(force=True)  # what a crashed run completed but did not register
+    before = store.progress(job_id)
+    summary = RunSummary(
+        workspace.mets_path,
+        job_id,
+        before.state,
+        resumed,
+        before.pages_total,
+        before.pages_done,
+        before.pages_failed,
+        before.pages_cancelled,
+        pages_done_now=0,
+        elapsed_seconds=0.0,
+        skipped_pages=plan.skipped,
+        warnings=[*prepared.warnings, *_skip_warnings(plan.skipped, plan.steps)],
+    )
+    if on_start:
+        on_start(summary)
+    options = CoordinatorOptions(
+        workers=pool.size,
+        lease_seconds=request.lease_seconds,
+        page_timeout=request.page_timeout,
+        grace_seconds=request.grace_seconds,
+    )
+    coordinator = Coordinator(store, job_id, writer, options, on_progress=on_progress, pool=pool)
+    try:
+        if not before.finished:
+            coordinator.run()
+    except Interrupted as interrupt:
+        summary.interrupted_by = interrupt.signum
+    after = store.progress(job_id)
+    summary.state = after.state
+    summary.pages_done, summary.pages_failed = after.pages_done, after.pages_failed
+    summary.pages_cancelled = after.pages_cancelled
+    summary.pages_done_now = after.pages_done - before.pages_done
+    summary.failed = [
+        FailedPage(task.page_id, task.executable, task.error or "failed", task.attempts)
+        for task in store.failed_tasks(job_id)
+    ]
+    summary.warnings.extend(writer.problems)
+    if request.write_text and summary.interrupted_by is None:
+        summary.text_file = write_document_text(workspace, plan.steps, plan.page_ids)
+    return summary
+
+
+def _submit_or_resume(
+    store: Store, workspace: Workspace, workspace_id: str, plan: _Plan, request: RunRequest
+) -> tuple[str, bool]:
+    """The workflow job of this run: found again (resumed, failed pages retried) or new."""
+    fingerprint = workflow_fingerprint(plan.steps, [page.page_id for page in plan.pages])
+    job_id = store.find_workflow_job(workspace_id, fingerprint)
+    if job_id is not None:
+        if request.db_url is None:
+            store.expire_leases(now=math.inf)  # we hold the run lock: their holder is dead
+        store.retry_failed(job_id)
+        return job_id, True
+    if not request.overwrite:
+        _refuse_existing_output(workspace, plan.steps, [page.page_id for page in plan.pages])
+    job = store.submit_workflow(
+        workspace_id,
+        plan.steps,
+        plan.pages,
+        max_attempts=request.max_attempts,
+        fingerprint=fingerprint,
+        description=f"ocrswarm run {request.input}",
+    )
+    return job.id, False
 
 
 def _check_models(steps: Sequence[WorkflowStep]) -> None:

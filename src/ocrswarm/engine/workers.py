@@ -115,10 +115,19 @@ class WorkerSlot:
 class WorkerPool:
     """N local worker processes; a dead one is replaced, its tasks reported back."""
 
-    def __init__(self, size: int, *, extra_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        *,
+        warm_up: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`warm_up`: (executable, parameters) of the processors each worker should construct
+        as soon as it starts, so that models load while the coordinator is still busy."""
         if size < 1:
             raise UsageError(f"the number of workers must be at least 1, not {size}")
         self.size = size
+        self._warm_up = [(executable, dict(parameters)) for executable, parameters in warm_up]
         self._extra_env = dict(extra_env or {})
         self._slots: list[WorkerSlot] = []
         self._deaths_while_idle = 0  # since the last answer: workers that cannot even start
@@ -127,6 +136,10 @@ class WorkerPool:
     @property
     def slots(self) -> Sequence[WorkerSlot]:
         return self._slots
+
+    @property
+    def started(self) -> bool:
+        return bool(self._slots) or self._closing
 
     def start(self) -> None:
         self._slots = [self._spawn(index) for index in range(self.size)]
@@ -217,7 +230,7 @@ class WorkerPool:
         current_task = _CONTEXT.RawValue(ctypes.c_int64, _IDLE)
         process = _CONTEXT.Process(
             target=_worker_main,
-            args=(to_worker_r, from_worker_w, current_task, self._extra_env),
+            args=(to_worker_r, from_worker_w, current_task, self._warm_up, self._extra_env),
             name=f"ocrswarm-worker-{index}",
             daemon=True,
         )
@@ -305,6 +318,7 @@ def _worker_main(
     inbox: Connection,
     outbox: Connection,
     current_task: ctypes.c_int64,
+    warm_up: Sequence[tuple[str, Mapping[str, Any]]],
     extra_env: Mapping[str, str],
 ) -> None:
     """A worker process: process the tasks it is sent, in order, until told to stop."""
@@ -318,6 +332,8 @@ def _worker_main(
     stopping = threading.Event()
     threading.Thread(target=_read, args=(inbox, batches, stopping), daemon=True).start()
     processors = ResidentProcessors()
+    for executable, parameters in warm_up:
+        processors.warm_up(executable, parameters)
     answers = _Answers(outbox)
     todo: deque[TaskLease] = deque()
     try:
@@ -384,24 +400,31 @@ def _read(
         batches.put(message)
 
 
+@dataclass(frozen=True, slots=True)
+class _Broken:
+    """A processor that could not be constructed: every page it gets fails with this."""
+
+    error: str
+    traceback: str
+
+
 class ResidentProcessors:
     """One processor instance per (executable, parameters), kept for the worker's lifetime."""
 
     def __init__(self) -> None:
         self._instances: dict[tuple[str, str], Processor] = {}
-        self._broken: dict[tuple[str, str], str] = {}
+        self._broken: dict[tuple[str, str], _Broken] = {}
+
+    def warm_up(self, executable: str, parameters: Mapping[str, Any]) -> None:
+        """Construct a processor (loading its model) before its first page arrives."""
+        self._processor(executable, parameters)
 
     def process(self, task: TaskLease) -> _Done | _Failed:
         """Run one task; any exception becomes a failure answer, never the worker's death."""
         started = time.perf_counter()
-        key = (task.executable, json.dumps(task.parameters, sort_keys=True, default=str))
-        try:
-            processor = self._instance(key, task)
-        except Exception as error:
-            self._broken[key] = f"cannot start {task.executable}: {describe_error(error)}"
-            return _Failed(task.token, self._broken[key], traceback.format_exc(), retry=False)
-        if processor is None:
-            return _Failed(task.token, self._broken[key], None, retry=False)
+        processor = self._processor(task.executable, task.parameters)
+        if isinstance(processor, _Broken):
+            return _Failed(task.token, processor.error, processor.traceback, retry=False)
         try:
             job = page_job(task.workspace_dir, task.page_id, task.inputs, task.output_file_grps)
             outputs = tuple(processor.process_page(job))
@@ -421,16 +444,22 @@ class ResidentProcessors:
                 instance.close()
         self._instances.clear()
 
-    def _instance(self, key: tuple[str, str], task: TaskLease) -> Processor | None:
-        instance = self._instances.get(key)
-        if instance is not None:
-            return instance
-        if key in self._broken:
-            return None
+    def _processor(self, executable: str, parameters: Mapping[str, Any]) -> Processor | _Broken:
+        key = (executable, json.dumps(parameters, sort_keys=True, default=str))
+        known = self._instances.get(key) or self._broken.get(key)
+        if known is not None:
+            return known
+        try:
+            instance = processor_class(executable)(parameters)
+        except Exception as error:
+            broken = _Broken(
+                f"cannot start {executable}: {describe_error(error)}", traceback.format_exc()
+            )
+            self._broken[key] = broken
+            return broken
         if len(self._instances) >= _MAX_RESIDENT_PROCESSORS:
             oldest = next(iter(self._instances))
             self._instances.pop(oldest).close()
-        instance = processor_class(task.executable)(task.parameters)
         self._instances[key] = instance
         return instance
 
