@@ -53,3 +53,7 @@ class BagError(FormatError):
 
 class PageSelectionError(UsageError):
     """A page selection (`-g`) does not parse or names pages that do not exist."""
+
+
+class NotFoundError(UsageError):
+    """A job, workspace, workflow or processor that the caller named does not exist (HTTP 404)."""

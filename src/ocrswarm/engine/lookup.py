@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, select
 
 from ocrswarm.engine.schema import KIND_WORKFLOW, jobs, workflow_jobs, workspaces
-from ocrswarm.errors import UsageError
+from ocrswarm.errors import NotFoundError
 
 
-class JobNotFoundError(UsageError):
+class JobNotFoundError(NotFoundError):
     """No workflow job or processing job has the given id."""
 
 
-class WorkspaceNotFoundError(UsageError):
+class WorkspaceNotFoundError(NotFoundError):
     """No workspace has the given id."""
 
 
