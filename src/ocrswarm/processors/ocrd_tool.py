@@ -17,7 +17,7 @@ from typing import Any
 
 from jsonschema import Draft201909Validator
 
-from ocrswarm.errors import UsageError
+from ocrswarm.errors import NotFoundError
 
 # Names under which a tool is also offered, for drop-in compatibility with OCR-D/core.
 TOOL_ALIASES: dict[str, str] = {"ocrd-dummy": "ocrd-swarm-dummy"}
@@ -63,11 +63,11 @@ def executables() -> list[str]:
 
 
 def canonical_executable(executable: str) -> str:
-    """The built-in tool `executable` names, following aliases; UsageError when there is none."""
+    """The built-in tool `executable` names, following aliases; NotFoundError when there is none."""
     name = TOOL_ALIASES.get(executable, executable)
     if name not in _ocrd_tool()["tools"]:
         known = ", ".join([*executables(), *(f"{a} (= {t})" for a, t in TOOL_ALIASES.items())])
-        raise UsageError(f"unknown processor {executable!r}; known processors: {known}")
+        raise NotFoundError(f"unknown processor {executable!r}; known processors: {known}")
     return name
 
 
