@@ -61,7 +61,7 @@ def main() -> None:
     tesseract = shutil.which("tesseract")
     if tesseract is None:
         raise SystemExit("needs the tesseract command: apt-get install -y tesseract-ocr")
-    model_path, _ = find_model(args.model)
+    tessdata, _ = find_model(args.model)
     ocrswarm = Path(sys.executable).with_name("ocrswarm")
     with tempfile.TemporaryDirectory() as tmp:
         images = page_images(args.scans, args.pages, Path(tmp) / "images")
@@ -70,7 +70,7 @@ def main() -> None:
         listing = "".join(f"{image}\n" for image in images)
         tesseract_command = (
             f'xargs -P {args.jobs} -I {{}} sh -c \'tesseract "$1" "{text_dir}/$(basename $1)" '
-            f"-l {args.model} --tessdata-dir {model_path.parent} 2>/dev/null' _ {{}}"
+            f"-l {args.model} --tessdata-dir {tessdata} 2>/dev/null' _ {{}}"
         )
         tesseract_seconds = timed(
             ["sh", "-c", tesseract_command],
@@ -95,7 +95,8 @@ def main() -> None:
         "ratio_ocrswarm_to_tesseract": round(ocrswarm_seconds / tesseract_seconds, 3),
         "ocrswarm_words_in_text_txt": words,
         "commands": {
-            "tesseract": f"ls IMAGES/*.tif | OMP_THREAD_LIMIT=1 {tesseract_command}",
+            "tesseract": f"ls IMAGES/*.tif | OMP_THREAD_LIMIT=1 "
+            f"{tesseract_command.replace(str(text_dir), 'TEXT')}",
             "ocrswarm": f"ocrswarm run IMAGES -o OUT -j {args.jobs} --model {args.model}",
         },
     }
