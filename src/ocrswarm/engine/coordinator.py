@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from ocrswarm.engine.files import sync_filesystem
 from ocrswarm.engine.metswriter import MetsWriter
-from ocrswarm.engine.records import FileRef, Progress, TaskLease, TaskResult
+from ocrswarm.engine.records import Progress, TaskLease, TaskResult
 from ocrswarm.engine.states import State
 from ocrswarm.engine.workers import (
     TaskDone,
@@ -217,13 +217,7 @@ class Coordinator:
             if not self._results:
                 self._oldest_result = time.monotonic()
             self._written_to.add(event.task.workspace_dir)
-            self._results.append(
-                TaskResult(
-                    event.task.task_id,
-                    event.task.token,
-                    [FileRef.from_output(output) for output in event.outputs],
-                )
-            )
+            self._results.append(TaskResult(event.task.task_id, event.task.token, event.outputs))
             seconds = event.seconds
             mean = self._mean_seconds
             self._mean_seconds = seconds if mean is None else 0.9 * mean + 0.1 * seconds

@@ -1,60 +1,41 @@
-"""Local worker processes: resident processors fed with page tasks over a pipe.
+"""Local worker processes, as the coordinator sees them: a pool that feeds, watches and
+replaces them.
 
 Each worker is a process of its own (started by "spawn": forking a coordinator that already
 runs threads is unsafe) with `OMP_THREAD_LIMIT=1`, because Tesseract must run one
-single-threaded process per core. A worker keeps one processor instance per executable and
-parameters it has seen, so a model is loaded once per worker, not once per page.
-
-The coordinator sends batches of claimed tasks (`TaskLease`, self-contained); the worker
-answers each task with a `_Done` or `_Failed`, sent at once for slow pages and gathered for
-up to `_ANSWER_DELAY` for fast ones (fewer messages, fewer wake-ups of the coordinator).
-The id of the task a worker is busy with sits in a shared integer, so when a worker dies
-the page it was processing is known exactly: that one is reported as failed
-(`WorkerLost.current`), the rest of its tasks as never done (a finished page whose answer
-died with the worker is simply done again), and a new worker takes the slot. A reader
-thread in the worker notices at once when the coordinator is gone (EOF on the pipe) and
-ends the process, so a `kill -9` of the run leaves no orphans.
+single-threaded process per core; what runs inside it is in workerprocess.py. The pool
+sends batches of claimed tasks down a pipe, turns the answers into events, and notices a
+worker's death by its process sentinel. The page the dead worker was processing is read
+from the integer it shared (`WorkerLost.current`: that attempt failed); the rest of its
+tasks are given back (`unstarted`; a finished page whose answer died with the worker is
+simply done again), and a new worker takes the slot.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import multiprocessing
 import os
-import queue
 import signal
-import threading
 import time
-import traceback
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from ocrswarm.engine.files import page_job, resolve_href
-from ocrswarm.engine.records import TaskLease
-from ocrswarm.engine.tools import processor_class
-from ocrswarm.errors import FormatError, MetsError, OcrswarmError, UsageError
-from ocrswarm.formats.mets import check_file_grp_name, check_id
-from ocrswarm.processors.processor import OutputFile, Processor
+from ocrswarm.engine.records import FileRef, TaskLease
+from ocrswarm.engine.workerprocess import IDLE, STOP, Answer, Work, worker_main
+from ocrswarm.errors import OcrswarmError, UsageError
 
 _CONTEXT = multiprocessing.get_context("spawn")
-_STOP = "stop"
-_ANSWER_DELAY = 0.05  # seconds a fast page's answer may wait to travel with others
-_SLOW_PAGE = 0.005  # a page that took this long is answered at once
-_IDLE = 0  # the shared current-task value of a worker between tasks
-_MAX_RESIDENT_PROCESSORS = 8
-_EXIT_ORPHANED = 3  # the coordinator went away
 
 
 @dataclass(frozen=True, slots=True)
 class TaskDone:
     task: TaskLease
-    outputs: tuple[OutputFile, ...]
+    outputs: tuple[FileRef, ...]
     seconds: float
 
 
@@ -101,7 +82,7 @@ class WorkerSlot:
     outbox: Connection  # worker -> coordinator
     current_task: ctypes.c_int64  # the id of the task it is processing, written by the worker
     in_flight: dict[str, TaskLease] = field(default_factory=dict)  # by lease token
-    watched_task: int = _IDLE  # `current_task` when `kill_overdue` last looked
+    watched_task: int = IDLE  # `current_task` when `kill_overdue` last looked
     watched_since: float = 0.0  # since when it has been that
     kill_reason: str | None = None
     at_eof: bool = False
@@ -152,7 +133,7 @@ class WorkerPool:
             slot.in_flight[task.token] = task
         # If it died, its sentinel reports it, with these tasks as unstarted.
         with contextlib.suppress(OSError):
-            slot.inbox.send(list(tasks))
+            slot.inbox.send([Work.of(task) for task in tasks])
 
     def wait(self, timeout: float) -> list[WorkerEvent]:
         """Answers and deaths that arrived within `timeout` seconds (at most that long)."""
@@ -185,7 +166,7 @@ class WorkerPool:
             if busy_with != slot.watched_task:
                 slot.watched_task, slot.watched_since = busy_with, now
             elif (
-                busy_with != _IDLE and slot.kill_reason is None and now - slot.watched_since > limit
+                busy_with != IDLE and slot.kill_reason is None and now - slot.watched_since > limit
             ):
                 self.kill(slot, f"page took longer than {limit:g} s; worker killed")
 
@@ -204,7 +185,7 @@ class WorkerPool:
         for slot in self._slots:
             slot.stopping = True
             with contextlib.suppress(OSError):
-                slot.inbox.send(_STOP)
+                slot.inbox.send(STOP)
         deadline = time.monotonic() + grace
         killed = False
         events: list[WorkerEvent] = []
@@ -227,9 +208,9 @@ class WorkerPool:
     def _spawn(self, index: int) -> WorkerSlot:
         to_worker_r, to_worker_w = _CONTEXT.Pipe(duplex=False)
         from_worker_r, from_worker_w = _CONTEXT.Pipe(duplex=False)
-        current_task = _CONTEXT.RawValue(ctypes.c_int64, _IDLE)
+        current_task = _CONTEXT.RawValue(ctypes.c_int64, IDLE)
         process = _CONTEXT.Process(
-            target=_worker_main,
+            target=worker_main,
             args=(to_worker_r, from_worker_w, current_task, self._warm_up, self._extra_env),
             name=f"ocrswarm-worker-{index}",
             daemon=True,
@@ -248,12 +229,12 @@ class WorkerPool:
             slot.at_eof = True
         return events
 
-    def _answer(self, slot: WorkerSlot, message: _Done | _Failed) -> WorkerEvent:
-        task = slot.in_flight.pop(message.token)
+    def _answer(self, slot: WorkerSlot, answer: Answer) -> WorkerEvent:
+        task = slot.in_flight.pop(answer.token)
         self._deaths_while_idle = 0
-        if isinstance(message, _Done):
-            return TaskDone(task, message.outputs, message.seconds)
-        return TaskFailed(task, message.error, message.traceback, message.retry)
+        if answer.error is None:
+            return TaskDone(task, answer.files(), answer.seconds)
+        return TaskFailed(task, answer.error, answer.traceback, answer.retry)
 
     def _bury(self, slot: WorkerSlot) -> WorkerLost:
         slot.process.join()
@@ -294,200 +275,3 @@ def _exit_reason(exitcode: int | None) -> str:
             name = "unknown signal"
         return f"worker died with signal {-exitcode} ({name})"
     return f"worker exited with code {exitcode}"
-
-
-# --- the worker's side ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Done:
-    token: str
-    outputs: tuple[OutputFile, ...]
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    token: str
-    error: str
-    traceback: str | None
-    retry: bool
-
-
-def _worker_main(
-    inbox: Connection,
-    outbox: Connection,
-    current_task: ctypes.c_int64,
-    warm_up: Sequence[tuple[str, Mapping[str, Any]]],
-    extra_env: Mapping[str, str],
-) -> None:
-    """A worker process: process the tasks it is sent, in order, until told to stop."""
-    os.environ.update(extra_env)
-    os.environ["OMP_THREAD_LIMIT"] = "1"  # before any processor loads Tesseract
-    # Ctrl-C and a stop request reach the whole process group; the coordinator handles them
-    # (it lets the page under way finish). It ends a worker with SIGKILL when it must.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    batches: queue.SimpleQueue[list[TaskLease] | None] = queue.SimpleQueue()
-    stopping = threading.Event()
-    threading.Thread(target=_read, args=(inbox, batches, stopping), daemon=True).start()
-    processors = ResidentProcessors()
-    for executable, parameters in warm_up:
-        processors.warm_up(executable, parameters)
-    answers = _Answers(outbox)
-    todo: deque[TaskLease] = deque()
-    try:
-        while not stopping.is_set():
-            if not todo:
-                try:
-                    batch = batches.get_nowait()
-                except queue.Empty:
-                    answers.send()  # nothing else to do now: report what is done
-                    batch = batches.get()
-                if batch is None:
-                    break
-                todo.extend(batch)
-                continue
-            task = todo.popleft()
-            current_task.value = task.task_id
-            answer = processors.process(task)
-            current_task.value = _IDLE
-            answers.add(answer)
-    finally:
-        answers.send()
-        processors.close()
-
-
-class _Answers:
-    """Answers on their way to the coordinator: a slow page's at once, fast ones gathered."""
-
-    def __init__(self, outbox: Connection) -> None:
-        self._outbox = outbox
-        self._pending: list[_Done | _Failed] = []
-        self._oldest = 0.0
-
-    def add(self, answer: _Done | _Failed) -> None:
-        now = time.monotonic()
-        if not self._pending:
-            self._oldest = now
-        self._pending.append(answer)
-        slow = not isinstance(answer, _Done) or answer.seconds >= _SLOW_PAGE
-        if slow or now - self._oldest >= _ANSWER_DELAY:
-            self.send()
-
-    def send(self) -> None:
-        if not self._pending:
-            return
-        try:
-            self._outbox.send(self._pending)
-        except OSError:
-            os._exit(_EXIT_ORPHANED)
-        self._pending = []
-
-
-def _read(
-    inbox: Connection, batches: queue.SimpleQueue[list[TaskLease] | None], stopping: threading.Event
-) -> None:
-    while True:
-        try:
-            message = inbox.recv()
-        except (EOFError, OSError):
-            os._exit(_EXIT_ORPHANED)  # the coordinator is gone; nobody would take our answers
-        if message == _STOP:
-            stopping.set()
-            batches.put(None)
-            return
-        batches.put(message)
-
-
-@dataclass(frozen=True, slots=True)
-class _Broken:
-    """A processor that could not be constructed: every page it gets fails with this."""
-
-    error: str
-    traceback: str
-
-
-class ResidentProcessors:
-    """One processor instance per (executable, parameters), kept for the worker's lifetime."""
-
-    def __init__(self) -> None:
-        self._instances: dict[tuple[str, str], Processor] = {}
-        self._broken: dict[tuple[str, str], _Broken] = {}
-
-    def warm_up(self, executable: str, parameters: Mapping[str, Any]) -> None:
-        """Construct a processor (loading its model) before its first page arrives."""
-        self._processor(executable, parameters)
-
-    def process(self, task: TaskLease) -> _Done | _Failed:
-        """Run one task; any exception becomes a failure answer, never the worker's death."""
-        started = time.perf_counter()
-        processor = self._processor(task.executable, task.parameters)
-        if isinstance(processor, _Broken):
-            return _Failed(task.token, processor.error, processor.traceback, retry=False)
-        try:
-            job = page_job(task.workspace_dir, task.page_id, task.inputs, task.output_file_grps)
-            outputs = tuple(processor.process_page(job))
-            check_outputs(task, outputs)
-        except Exception as error:
-            return _Failed(
-                task.token,
-                describe_error(error),
-                traceback.format_exc(),
-                retry=not isinstance(error, FormatError),
-            )
-        return _Done(task.token, outputs, time.perf_counter() - started)
-
-    def close(self) -> None:
-        for instance in self._instances.values():
-            with contextlib.suppress(Exception):  # the worker is ending; nobody to report to
-                instance.close()
-        self._instances.clear()
-
-    def _processor(self, executable: str, parameters: Mapping[str, Any]) -> Processor | _Broken:
-        key = (executable, json.dumps(parameters, sort_keys=True, default=str))
-        known = self._instances.get(key) or self._broken.get(key)
-        if known is not None:
-            return known
-        try:
-            instance = processor_class(executable)(parameters)
-        except Exception as error:
-            broken = _Broken(
-                f"cannot start {executable}: {describe_error(error)}", traceback.format_exc()
-            )
-            self._broken[key] = broken
-            return broken
-        if len(self._instances) >= _MAX_RESIDENT_PROCESSORS:
-            oldest = next(iter(self._instances))
-            self._instances.pop(oldest).close()
-        self._instances[key] = instance
-        return instance
-
-
-def check_outputs(task: TaskLease, outputs: Sequence[OutputFile]) -> None:
-    """Refuse what the METS writer must never see: foreign fileGrps or pages, duplicate IDs,
-    files that were not written. Checked here, where the page can still fail."""
-    seen: set[str] = set()
-    for output in outputs:
-        where = f"{task.executable} returned output file {output.file_id!r}"
-        if output.file_grp not in task.output_file_grps:
-            raise MetsError(
-                f"{where} in fileGrp {output.file_grp!r}, which is not an output fileGrp "
-                f"of this step ({', '.join(task.output_file_grps)})"
-            )
-        if output.page_id != task.page_id:
-            raise MetsError(f"{where} for page {output.page_id!r}, not {task.page_id!r}")
-        if output.file_id in seen:
-            raise MetsError(f"{where} twice")
-        seen.add(output.file_id)
-        check_id(output.file_id, "file ID")
-        check_file_grp_name(output.file_grp)
-        if not resolve_href(task.workspace_dir, output.href).is_file():
-            raise MetsError(f"{where} at {output.href!r}, but wrote nothing there")
-
-
-def describe_error(error: BaseException) -> str:
-    """A page's error in one message: ours as they are, others with their type."""
-    if isinstance(error, OcrswarmError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
