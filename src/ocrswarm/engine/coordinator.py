@@ -128,7 +128,7 @@ class Coordinator:
         self._written_to: set[Path] = set()  # workspaces the pending results wrote into
         self._oldest_result = 0.0
         self._nothing_ready_until = 0.0
-        self._mean_seconds: float | None = None
+        self._mean_seconds: dict[str, float] = {}  # per executable, a moving average
         self._next_heartbeat = 0.0
         self._next_expiry = 0.0
         self._next_progress = 0.0
@@ -204,13 +204,14 @@ class Coordinator:
             self._pool.send(slot, leases)
 
     def _ahead(self) -> int:
-        """Tasks to keep at each worker: about `_AHEAD_SECONDS` of work. One while a task's
-        duration is unknown or long: then a worker never waits with a page queued that an
-        idle worker could take, and the round trip to the coordinator costs nothing next to
-        the page."""
-        if self._mean_seconds is None:
+        """Tasks to keep at each worker: about `_AHEAD_SECONDS` of work of the slowest step
+        seen so far. One while durations are unknown or long: then a worker never waits with
+        a page queued that an idle worker could take, and the round trip to the coordinator
+        costs nothing next to the page."""
+        if not self._mean_seconds:
             return 1
-        return max(1, min(_MAX_AHEAD, math.ceil(_AHEAD_SECONDS / max(self._mean_seconds, 1e-4))))
+        slowest = max(self._mean_seconds.values())
+        return max(1, min(_MAX_AHEAD, math.ceil(_AHEAD_SECONDS / max(slowest, 1e-4))))
 
     def _handle(self, event: WorkerEvent) -> None:
         if isinstance(event, TaskDone):
@@ -218,9 +219,9 @@ class Coordinator:
                 self._oldest_result = time.monotonic()
             self._written_to.add(event.task.workspace_dir)
             self._results.append(TaskResult(event.task.task_id, event.task.token, event.outputs))
-            seconds = event.seconds
-            mean = self._mean_seconds
-            self._mean_seconds = seconds if mean is None else 0.9 * mean + 0.1 * seconds
+            executable, seconds = event.task.executable, event.seconds
+            mean = self._mean_seconds.get(executable)
+            self._mean_seconds[executable] = seconds if mean is None else 0.9 * mean + 0.1 * seconds
         elif isinstance(event, TaskFailed):
             self._store.fail(
                 event.task.task_id,
