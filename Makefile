@@ -34,11 +34,9 @@ interop: $(OCRD_VENV)/.installed $(OCRD_VENV)/.tesserocr-installed
 
 demo: $(VENV)/.installed
 	rm -rf demo-out
-	$(BIN)/ocrswarm workspace init samples/pages -o demo-out/workspace
-	$(BIN)/ocrswarm workspace info demo-out/workspace/mets.xml
-	$(BIN)/ocrswarm workspace pack demo-out/workspace -o demo-out/sample.ocrd.zip
-	$(BIN)/ocrswarm workspace unpack demo-out/sample.ocrd.zip -o demo-out/unpacked
-	$(BIN)/ocrswarm workspace validate demo-out/unpacked/mets.xml
+	$(BIN)/ocrswarm run samples/pages -o demo-out
+	@echo "--- demo-out/text.txt (PAGE-XML, ALTO, hOCR and text per page are in demo-out/OCR-D-*):"
+	@cat demo-out/text.txt
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench samples
