@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,3 +58,20 @@ def test_our_bag_is_valid_for_ocrd_and_unpacks_valid(
     assert done.returncode == 0, done.stdout + done.stderr
     mets = unpack_bag(bag, tmp_path / "unpacked")
     assert_valid_workspace(ocrd_bin, mets)
+
+
+def test_ocrswarm_run_output_is_valid_for_ocrd(ocrd_bin: Path, tmp_path: Path) -> None:
+    """Real OCR of the shipped sample pages, then OCR-D's validator on the whole workspace:
+    METS, PAGE (schema, coordinates, text consistency) and every file it references."""
+    out = tmp_path / "out"
+    samples = Path(__file__).resolve().parents[2] / "samples" / "pages"
+    done = subprocess.run(
+        [sys.executable, "-m", "ocrswarm", "run", str(samples), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Four score and seven years ago" in (out / "text.txt").read_text()
+    assert_valid_workspace(ocrd_bin, out / "mets.xml")

@@ -402,15 +402,19 @@ class PageBuilder:
             element.text_equivs = [TextEquiv(segment.text, segment.conf)]
 
     def _box(self, segment: Segment, clip: BBox) -> BBox:
-        """The segment's box, padded, within `clip` (its parent's box), in image pixels."""
+        """The segment's box, padded, within `clip` (its parent's box), in image pixels.
+
+        At least two pixels each way: a one-pixel box would make a polygon without area,
+        which PAGE validators (OCR-D's among them) reject.
+        """
         x0, y0, x1, y1 = segment.box
         pad = self.padding
         left, top = max(x0 - pad, clip[0]), max(y0 - pad, clip[1])
         return (
             left,
             top,
-            max(min(x1 + pad, clip[2]), left + 1),
-            max(min(y1 + pad, clip[3]), top + 1),
+            max(min(x1 + pad, clip[2]), left + 2),
+            max(min(y1 + pad, clip[3]), top + 2),
         )
 
     def _coords(self, segment: Segment, box: BBox) -> Coords:
