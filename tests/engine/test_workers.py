@@ -265,6 +265,8 @@ def test_a_page_that_runs_too_long_is_killed_with_a_reason(
     pool.kill_overdue(0.2)
     before, lost = until_lost(pool)
     assert lost.message == "page took longer than 0.2 s; worker killed while processing PHYS_2"
+    # PHYS_1 was answered before the slow page began, not held back behind it.
+    assert [event.task.page_id for event in before] == ["PHYS_1"]
 
 
 def test_stop_lets_the_current_page_finish_and_hands_back_the_rest(

@@ -3,7 +3,8 @@
 A worker keeps one processor instance per executable and parameters it has seen, so a model
 is loaded once per worker, not once per page. It processes the `Work` it is sent in order
 and answers each with an `Answer`: at once after a slow page, gathered for up to
-`ANSWER_DELAY` after fast ones (fewer messages, fewer wake-ups of the coordinator). The id
+`ANSWER_DELAY` after fast ones (fewer messages, fewer wake-ups of the coordinator), and
+never held back while a page that is probably slow runs. The id
 of the task it is busy with sits in an integer shared with the coordinator, which is how
 a worker's death is blamed on exactly the page that caused it.
 
@@ -119,6 +120,8 @@ def worker_main(
                 todo.extend(batch)
                 continue
             work = todo.popleft()
+            if processors.expected_seconds(work) >= _SLOW_PAGE:
+                answers.send()  # do not hold finished pages back while a slow one runs
             current_task.value = work.task_id
             answer = processors.process(work)
             current_task.value = IDLE
@@ -185,6 +188,12 @@ class ResidentProcessors:
     def __init__(self) -> None:
         self._instances: dict[tuple[str, str], Processor] = {}
         self._broken: dict[tuple[str, str], _Broken] = {}
+        self._seconds: dict[tuple[str, str], float] = {}  # how long each one's last page took
+
+    def expected_seconds(self, work: Work) -> float:
+        """How long `work` will probably take: as long as its processor's last page took
+        (never seen: long)."""
+        return self._seconds.get(self._key(work.executable, work.parameters), float("inf"))
 
     def warm_up(self, executable: str, parameters: Mapping[str, Any]) -> None:
         """Construct a processor (loading its model) before its first page arrives."""
@@ -210,11 +219,17 @@ class ResidentProcessors:
                 traceback.format_exc(),
                 retry=not isinstance(error, FormatError),
             )
+        seconds = time.perf_counter() - started
+        self._seconds[self._key(work.executable, work.parameters)] = seconds
         return Answer(
             work.token,
-            time.perf_counter() - started,
+            seconds,
             tuple((o.file_grp, o.file_id, o.mimetype, o.href, o.page_id) for o in outputs),
         )
+
+    @staticmethod
+    def _key(executable: str, parameters: Mapping[str, Any]) -> tuple[str, str]:
+        return executable, json.dumps(parameters, sort_keys=True, default=str)
 
     def close(self) -> None:
         for instance in self._instances.values():
@@ -223,7 +238,7 @@ class ResidentProcessors:
         self._instances.clear()
 
     def _processor(self, executable: str, parameters: Mapping[str, Any]) -> Processor | _Broken:
-        key = (executable, json.dumps(parameters, sort_keys=True, default=str))
+        key = self._key(executable, parameters)
         known = self._instances.get(key) or self._broken.get(key)
         if known is not None:
             return known
