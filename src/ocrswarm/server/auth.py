@@ -89,8 +89,16 @@ def request_settings(request: Request) -> ServerSettings:
 
 def require(role: Role) -> Callable[[Request], None]:
     """A FastAPI dependency that admits a request only if its caller holds `role` or more."""
+    return RoleCheck(role)
 
-    def check(request: Request) -> None:
+
+class RoleCheck:
+    """The dependency `require` makes; it keeps its role so tests can list what needs what."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    def __call__(self, request: Request) -> None:
         tokens = request_settings(request).tokens
         if not tokens:
             return
@@ -108,15 +116,13 @@ def require(role: Role) -> Callable[[Request], None]:
                 detail="the API token is not valid",
                 headers={"WWW-Authenticate": 'Bearer realm="ocrswarm", error="invalid_token"'},
             )
-        if _RANK[entry.role] < _RANK[role]:
+        if _RANK[entry.role] < _RANK[self.role]:
             raise HTTPException(
                 status_code=403,
                 detail=f"the token {entry.name!r} has the role {entry.role.value}; "
-                f"this needs {role.value}",
+                f"this needs {self.role.value}",
             )
         request.state.token_name = entry.name
-
-    return check
 
 
 def is_loopback_host(host: str) -> bool:
