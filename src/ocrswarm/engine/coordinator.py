@@ -1,18 +1,21 @@
 """The coordinator: claims page tasks for its local workers and reports what they did.
 
-One loop in the main process, on behalf of N worker processes:
+One loop, on behalf of N worker processes, until its workflow job is finished (`ocrswarm
+run`) or until `stop()` (a server, which runs it in a thread):
 - claims tasks from the store in batches, each worker slot under its own worker id, and
-  keeps each worker's pipe filled a little ahead (about a quarter second of work), so that
-  no worker waits for the coordinator and a worker's death strands few tasks;
+  keeps each worker's pipe filled a little ahead (about a second of work of the slowest
+  step; one page for OCR), so that no worker waits for the coordinator, no page waits
+  behind another while a worker is idle, and a worker's death strands few tasks;
 - completes finished tasks in batches (one transaction each), which also queues the next
   steps of those pages, after one file-system sync that makes the batch's files durable
   (so no worker needs an fsync per file); failures are reported one by one (they are rare);
 - renews the leases of its workers by heartbeat, and expires other holders' dead leases;
 - lets the METS writer register outputs as it sees fit;
 - on a worker's death fails the page it was processing (retried per the attempt policy) and
-  gives the rest of its batch back; on SIGINT/SIGTERM stops claiming, lets the workers finish
-  their current page (or kills them at a second signal or after a grace period), gives back
-  every lease and flushes the METS writer before raising `Interrupted`.
+  gives the rest of its batch back; on SIGINT/SIGTERM (in the main thread) or `stop()` stops
+  claiming, lets the workers finish their current page (or kills them at a second signal or
+  after a grace period), gives back every lease and flushes the METS writer; after a signal
+  `run` raises `Interrupted`.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ from types import FrameType
 from typing import Any, Protocol
 
 from ocrswarm.engine.files import sync_filesystem
-from ocrswarm.engine.metswriter import MetsWriter
 from ocrswarm.engine.records import Progress, TaskLease, TaskResult
 from ocrswarm.engine.states import State
 from ocrswarm.engine.workers import (
@@ -101,22 +103,30 @@ class CoordinatorOptions:
     complete_delay: float = 0.1  # a finished task waits at most this long to be completed
 
 
+class MetsFlusher(Protocol):
+    """What the coordinator's loop asks of METS writing: register what is due (all of it
+    when `force`). A MetsWriter, or a server's set of them, one per workspace."""
+
+    def flush(self, *, force: bool = False) -> int: ...
+
+
 class Coordinator:
-    """Runs the tasks of one workflow job (and whatever else is queued in the store) to the
-    end on local worker processes."""
+    """Runs page tasks on local worker processes: those of one workflow job to its end (and
+    whatever else is queued meanwhile), or, without a job, everything until `stop`."""
 
     def __init__(
         self,
         store: Queue,
-        workflow_job_id: str,
-        writer: MetsWriter,
+        workflow_job_id: str | None,
+        writer: MetsFlusher,
         options: CoordinatorOptions = CoordinatorOptions(),
         *,
         on_progress: Callable[[Progress], None] | None = None,
         pool: WorkerPool | None = None,
     ) -> None:
-        """`pool`: worker processes started early (they load their models meanwhile); by
-        default the coordinator starts `options.workers` of them itself."""
+        """`workflow_job_id` None: serve until `stop()` (a server). `pool`: worker processes
+        started early (they load their models meanwhile); by default the coordinator starts
+        `options.workers` of them itself."""
         self._store = store
         self._job_id = workflow_job_id
         self._writer = writer
@@ -132,12 +142,21 @@ class Coordinator:
         self._next_heartbeat = 0.0
         self._next_expiry = 0.0
         self._next_progress = 0.0
+        self._stopping = False
         self._signal: int | None = None
         self._abort = False
         self.discarded = 0  # results whose lease had been lost meanwhile
 
-    def run(self) -> Progress:
-        """Process until the workflow job is finished; raises Interrupted on a signal."""
+    def stop(self, *, at_once: bool = False) -> None:
+        """Ask `run` to stop: after the pages under way (within the grace period), or at once.
+        Callable from another thread or a signal handler; `run` then returns normally."""
+        if self._stopping or at_once:
+            self._abort = True
+        self._stopping = True
+
+    def run(self) -> Progress | None:
+        """Process until the workflow job is finished (its final progress) or until `stop`
+        (None without a job); raises Interrupted when SIGINT/SIGTERM stopped it."""
         restore = self._catch_signals()
         try:
             if not self._pool.started:
@@ -156,11 +175,11 @@ class Coordinator:
 
     # --- the loop ------------------------------------------------------------------------
 
-    def _loop(self) -> Progress:
+    def _loop(self) -> Progress | None:
         now = time.monotonic()
         self._next_heartbeat = now + self._options.lease_seconds / 3
         self._next_expiry = now + self._options.lease_seconds
-        while self._signal is None:
+        while not self._stopping:
             self._fill_workers()
             timeout = self._options.complete_delay if self._results else _IDLE_POLL_SECONDS
             for event in self._pool.wait(timeout):
@@ -176,17 +195,17 @@ class Coordinator:
             self._keep_leases(now)
             if self._options.page_timeout is not None:
                 self._pool.kill_overdue(self._options.page_timeout)
-            if now >= self._next_progress or self._idle():
+            if self._job_id is not None and (now >= self._next_progress or self._idle()):
                 progress = self._store.progress(self._job_id)
                 self._next_progress = now + _PROGRESS_SECONDS
                 if self._on_progress:
                     self._on_progress(progress)
                 if progress.finished and self._idle():
                     return progress
-        return self._store.progress(self._job_id)
+        return None if self._job_id is None else self._store.progress(self._job_id)
 
     def _fill_workers(self) -> None:
-        if self._signal is not None:
+        if self._stopping:
             return
         ahead = self._ahead()
         for slot in self._pool.slots:
@@ -306,9 +325,8 @@ class Coordinator:
             return lambda: None
 
         def stop(signum: int, _frame: FrameType | None) -> None:
-            if self._signal is not None:
-                self._abort = True
             self._signal = signum
+            self.stop()
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
