@@ -9,6 +9,8 @@ from rich.text import Text
 from ocrswarm import __version__
 from ocrswarm.cli.export import export
 from ocrswarm.cli.run import run
+from ocrswarm.cli.serve import serve
+from ocrswarm.cli.token import token
 from ocrswarm.cli.workspace import workspace
 from ocrswarm.errors import ExitCode, OcrswarmError
 
@@ -24,6 +26,8 @@ def cli() -> None:
 cli.add_command(workspace)
 cli.add_command(export)
 cli.add_command(run)
+cli.add_command(serve)
+cli.add_command(token)
 
 
 def main() -> None:

@@ -1,0 +1,225 @@
+"""The engine of a long-running server: one coordinator over all workspaces and jobs.
+
+`ocrswarm run` drives one workflow job to its end; the server instead keeps one
+coordinator running until it is stopped, claiming whatever page task is ready in any
+workspace, with one METS writer per workspace made when first needed. A job counts as
+finished for the outside world only once its outputs are in the METS on disk (`settled`):
+a client that reads the METS after SUCCESS finds every file.
+
+On start the leases of the previous server process are taken back (`expire_leases(inf)`):
+the embedded store belongs to this one server, so whoever held them is dead (a `kill -9`
+or a power loss). Stopping (SIGTERM) lets the workers finish their page, gives back every
+lease and flushes the METS writers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ocrswarm.engine.coordinator import Coordinator, CoordinatorOptions, Interrupted
+from ocrswarm.engine.metswriter import MetsWriter
+from ocrswarm.engine.states import FINISHED, State
+from ocrswarm.engine.store import Store
+from ocrswarm.errors import OcrswarmError
+from ocrswarm.formats.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+_SAVE_SHARE = 0.05  # at most about this share of the time goes into saving one METS
+_MIN_FLUSH_SECONDS = 0.5
+_WATCH_SECONDS = 0.25
+_RESTART_SECONDS = 1.0  # pause before a coordinator that crashed is started again
+
+FinishedHook = Callable[[str, State], None]
+
+
+class WorkspaceWriters:
+    """A METS writer per workspace, flushed together by the coordinator's loop.
+
+    Each workspace's outbox is emptied completely when its save is due; `flushed_at`
+    records when the last complete flush of a workspace began, so every task completed
+    before that moment is in its METS.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._known: set[str] = set()
+        self._writers: dict[str, MetsWriter] = {}
+        self._next_flush: dict[str, float] = {}
+        self._flushed_at: dict[str, float] = {}
+
+    def add(self, workspace_id: str) -> None:
+        """Watch `workspace_id` for outputs to register (thread-safe)."""
+        with self._lock:
+            self._known.add(workspace_id)
+
+    def flushed_at(self, workspace_id: str) -> float:
+        """Wall-clock time before which every completed task of the workspace is in its METS."""
+        with self._lock:
+            return self._flushed_at.get(workspace_id, 0.0)
+
+    def flush(self, *, force: bool = False) -> int:
+        """Register pending outputs of every workspace whose save is due (all when `force`)."""
+        with self._lock:
+            known = sorted(self._known)
+        total = 0
+        for workspace_id in known:
+            if not force and time.monotonic() < self._next_flush.get(workspace_id, 0.0):
+                continue
+            total += self._flush_one(workspace_id)
+        return total
+
+    def _flush_one(self, workspace_id: str) -> int:
+        began_wall, began = time.time(), time.monotonic()
+        try:
+            writer = self._writers.get(workspace_id) or self._open(workspace_id)
+            count = writer.flush(force=True)
+        except (OcrswarmError, OSError) as error:
+            log.error("METS of workspace %s: %s; its outputs stay pending", workspace_id, error)
+            with self._lock:
+                self._known.discard(workspace_id)
+            self._writers.pop(workspace_id, None)
+            return 0
+        spent = time.monotonic() - began
+        self._next_flush[workspace_id] = time.monotonic() + max(
+            _MIN_FLUSH_SECONDS, spent / _SAVE_SHARE
+        )
+        with self._lock:
+            self._flushed_at[workspace_id] = began_wall
+        return count
+
+    def _open(self, workspace_id: str) -> MetsWriter:
+        info = self._store.workspace(workspace_id)
+        writer = MetsWriter(Workspace.open(info.mets_path), self._store, workspace_id)
+        self._writers[workspace_id] = writer
+        return writer
+
+
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    job_id: str
+    workflow: bool
+    hook: FinishedHook
+
+
+class EngineService:
+    """Runs every job of `store` on local workers until `stop`; see the module docstring."""
+
+    def __init__(self, store: Store, options: CoordinatorOptions | None = None) -> None:
+        self.store = store
+        self._options = options or CoordinatorOptions()
+        self.writers = WorkspaceWriters(store)
+        self._stopping = threading.Event()
+        self._coordinator: Coordinator | None = None
+        self._coordinator_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._watches: list[_Watch] = []
+        self._watch_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Take back the dead predecessor's leases, register its outputs, start working."""
+        self.store.migrate()
+        taken_back = self.store.expire_leases(now=math.inf)
+        if taken_back:
+            log.info("took back %d page tasks of the previous server process", taken_back)
+        for workspace_id in self._workspaces_with_jobs():
+            self.writers.add(workspace_id)
+        self.writers.flush(force=True)
+        for target, name in ((self._coordinate, "coordinator"), (self._watch, "job-watcher")):
+            thread = threading.Thread(target=target, name=f"ocrswarm-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Let the workers finish their page, give back every lease, flush the METS."""
+        self._stopping.set()
+        with self._coordinator_lock:
+            if self._coordinator is not None:
+                self._coordinator.stop()
+        for thread in self._threads:
+            thread.join()
+        self._threads.clear()
+
+    def add_workspace(self, workspace_id: str) -> None:
+        """A job was submitted in `workspace_id`: its outputs go into its METS."""
+        self.writers.add(workspace_id)
+
+    def on_finished(self, job_id: str, hook: FinishedHook, *, workflow: bool = False) -> None:
+        """Call `hook(job_id, state)` once the job has finished and its outputs are in the
+        METS (from a background thread)."""
+        with self._watch_lock:
+            self._watches.append(_Watch(job_id, workflow, hook))
+
+    def settled(self, workspace_id: str, state: State, finished_at: float | None) -> State:
+        """The state to report: a finished job whose outputs are not yet all in the METS
+        is still RUNNING."""
+        if state not in FINISHED:
+            return state
+        if finished_at is None or finished_at >= self.writers.flushed_at(workspace_id):
+            return State.RUNNING
+        return state
+
+    def job_state(self, job_id: str) -> State:
+        """A processing job's settled state."""
+        job = self.store.job(job_id)
+        return self.settled(job.workspace_id, job.state, job.finished_at)
+
+    def workflow_job_state(self, workflow_job_id: str) -> State:
+        """A workflow job's settled state (its last step's jobs finish last)."""
+        workflow = self.store.workflow_job(workflow_job_id)
+        if workflow.state not in FINISHED:
+            return workflow.state
+        ends = [self.store.job(job_id).finished_at for job_id in workflow.processing_job_ids]
+        finished_at = None if None in ends else max(end or 0.0 for end in ends)
+        return self.settled(workflow.workspace_id, workflow.state, finished_at)
+
+    # --- threads -------------------------------------------------------------------------
+
+    def _coordinate(self) -> None:
+        while not self._stopping.is_set():
+            coordinator = Coordinator(self.store, None, self.writers, self._options)
+            with self._coordinator_lock:
+                if self._stopping.is_set():
+                    return
+                self._coordinator = coordinator
+            try:
+                coordinator.run()
+            except Interrupted:
+                return
+            except Exception:
+                log.exception("the coordinator failed; starting it again")
+                self._stopping.wait(_RESTART_SECONDS)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(_WATCH_SECONDS):
+            with self._watch_lock:
+                watches = list(self._watches)
+            done = []
+            for watch in watches:
+                try:
+                    state = (
+                        self.workflow_job_state(watch.job_id)
+                        if watch.workflow
+                        else self.job_state(watch.job_id)
+                    )
+                except OcrswarmError:
+                    done.append(watch)
+                    continue
+                if state in FINISHED:
+                    done.append(watch)
+                    try:
+                        watch.hook(watch.job_id, state)
+                    except Exception:
+                        log.exception("job-finished hook of %s failed", watch.job_id)
+            if done:
+                with self._watch_lock:
+                    self._watches = [w for w in self._watches if w not in done]
+
+    def _workspaces_with_jobs(self) -> set[str]:
+        return {job.workspace_id for job in self.store.jobs()}

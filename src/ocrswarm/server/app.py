@@ -1,0 +1,94 @@
+"""The FastAPI application: routers, error handlers, and the engine's life with the app's.
+
+`create_app(settings)` builds everything from the settings; the lifespan starts the engine
+service (and the callback sender) when the server starts and stops them gracefully —
+leases given back, METS flushed — when it stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ocrswarm import __version__
+from ocrswarm.engine.coordinator import CoordinatorOptions
+from ocrswarm.engine.service import EngineService
+from ocrswarm.engine.store import Store
+from ocrswarm.server.auth import IpAllowlist, Role, require
+from ocrswarm.server.callbacks import CallbackSender
+from ocrswarm.server.errors import install_error_handlers
+from ocrswarm.server.limits import RequestSizeLimit
+from ocrswarm.server.metscache import WorkspaceCache
+from ocrswarm.server.routes import discovery, jobs, observe, processing, workflow, workspace
+from ocrswarm.server.settings import ServerSettings
+
+ROUTERS = (discovery, processing, workflow, workspace, jobs, observe)
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """The OCR-D Web API on an engine whose state lives in `settings.data_dir`."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.database_url)
+        service = EngineService(store, CoordinatorOptions(workers=settings.workers))
+        callbacks = CallbackSender()
+        await run_in_threadpool(service.start)
+        callbacks.start()
+        app.state.service = service
+        app.state.callbacks = callbacks
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.stop)
+            callbacks.stop()
+            store.close()
+
+    app = FastAPI(
+        title="ocrswarm: the OCR-D Web API",
+        version=__version__,
+        description="OCR-D processing, workflows and workspaces on the ocrswarm engine.",
+        lifespan=lifespan,
+        openapi_url=None,  # served below, behind a token like every other route
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.workspace_cache = WorkspaceCache()
+    install_error_handlers(app)
+    # The last added runs first: the allowlist before anything reads a byte of the body.
+    app.add_middleware(
+        RequestSizeLimit,
+        max_request_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    app.add_middleware(IpAllowlist, allow=settings.allow, trusted_proxies=settings.trusted_proxies)
+    for module in ROUTERS:
+        app.include_router(module.router)
+    app.include_router(_documentation(app))
+    return app
+
+
+def _documentation(app: FastAPI) -> APIRouter:
+    """The OpenAPI document and its two viewers, for readers and up."""
+    router = APIRouter(dependencies=[Depends(require(Role.READER))], include_in_schema=False)
+
+    @router.get("/openapi.json")
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @router.get("/docs")
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
+    @router.get("/redoc")
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=app.title)
+
+    return router

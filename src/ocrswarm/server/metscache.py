@@ -1,0 +1,32 @@
+"""Parsed METS files for the API, reused while the file on disk is unchanged."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from ocrswarm.formats.workspace import Workspace
+
+
+class WorkspaceCache:
+    """Parsed METS files, reused while the file on disk is unchanged (thread-safe)."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._entries: dict[Path, tuple[tuple[int, int], Workspace]] = {}
+
+    def open(self, mets_path: Path) -> Workspace:
+        stat = os.stat(mets_path)
+        key = (stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            entry = self._entries.get(mets_path)
+            if entry is not None and entry[0] == key:
+                return entry[1]
+        workspace = Workspace.open(mets_path)
+        with self._lock:
+            if len(self._entries) >= self._size:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[mets_path] = (key, workspace)
+        return workspace

@@ -1,0 +1,134 @@
+"""Processing: run one processor over (a selection of) a workspace's pages, and its job."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import PlainTextResponse
+
+from ocrswarm.engine.records import JobInfo
+from ocrswarm.engine.states import State
+from ocrswarm.engine.store import Store
+from ocrswarm.engine.workflow import WorkflowStep
+from ocrswarm.errors import NotFoundError, UsageError
+from ocrswarm.processors.parameters import validate_parameters
+from ocrswarm.server.auth import Role, require
+from ocrswarm.server.deps import CallbacksDep, ServiceDep, SettingsDep, StoreDep, WorkspaceCacheDep
+from ocrswarm.server.logs import job_log
+from ocrswarm.server.routes.discovery import known_tool
+from ocrswarm.server.schemas import ProcessorArgs, ProcessorJob
+from ocrswarm.server.submission import (
+    RABBITMQ_MISSING,
+    call_back_when_finished,
+    check_callback_url,
+    find_target,
+    page_inputs,
+    require_file_grps,
+)
+
+router = APIRouter(tags=["processing"])
+
+
+@router.post(
+    "/processor/run/{executable}",
+    response_model=ProcessorJob,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require(Role.SUBMITTER))],
+)
+def run_processor(
+    executable: str,
+    args: ProcessorArgs,
+    store: StoreDep,
+    service: ServiceDep,
+    settings: SettingsDep,
+    cache: WorkspaceCacheDep,
+    callbacks: CallbacksDep,
+) -> ProcessorJob:
+    """A processing job: the processor over the selected pages, each page a task."""
+    tool = known_tool(executable)
+    if args.result_queue_name is not None:
+        raise UsageError(RABBITMQ_MISSING)
+    check_callback_url(args.callback_url)
+    if not args.input_file_grps:
+        raise UsageError("input_file_grps: at least one input fileGrp is required")
+    if not args.output_file_grps:
+        raise UsageError("output_file_grps: at least one output fileGrp is required")
+    parameters = validate_parameters(tool, args.parameters)
+    depends_on = list(args.depends_on or ())
+    made_by_dependencies = _outputs_of(store, depends_on)
+    target = find_target(
+        store, settings, cache, path_to_mets=args.path_to_mets, workspace_id=args.workspace_id
+    )
+    require_file_grps(target.workspace, args.input_file_grps, made_by_dependencies)
+    pages = page_inputs(
+        target.workspace, args.page_id, args.input_file_grps, keep_empty=bool(depends_on)
+    )
+    step = WorkflowStep(
+        str(tool.get("executable", executable)),
+        tuple(args.input_file_grps),
+        tuple(args.output_file_grps),
+        parameters,
+        None,
+    )
+    job = store.submit_processing_job(
+        target.workspace_id,
+        step,
+        pages,
+        description=args.description,
+        depends_on=depends_on,
+    )
+    service.add_workspace(target.workspace_id)
+    call_back_when_finished(service, callbacks, args.callback_url, target, job.id, workflow=False)
+    answer = _processor_job(job, service.settled(job.workspace_id, job.state, job.finished_at))
+    answer.page_id = args.page_id
+    return answer
+
+
+@router.get(
+    "/processor/job/{job_id}",
+    response_model=ProcessorJob,
+    response_model_exclude_none=True,
+    dependencies=[Depends(require(Role.READER))],
+)
+def processor_job(job_id: str, service: ServiceDep) -> ProcessorJob:
+    """A processing job and its state."""
+    job = service.store.job(job_id)
+    return _processor_job(job, service.settled(job.workspace_id, job.state, job.finished_at))
+
+
+@router.get(
+    "/processor/log/{job_id}",
+    response_class=PlainTextResponse,
+    dependencies=[Depends(require(Role.READER))],
+)
+def processor_log(job_id: str, service: ServiceDep) -> str:
+    """What the job ran and how each page went."""
+    return job_log(service.store, job_id, service.job_state(job_id))
+
+
+def _processor_job(job: JobInfo, state: State) -> ProcessorJob:
+    return ProcessorJob(
+        job_id=job.id,
+        processor_name=job.executable,
+        state=state,
+        path_to_mets=str(job.mets_path),
+        workspace_id=job.workspace_id,
+        input_file_grps=list(job.input_file_grps),
+        output_file_grps=list(job.output_file_grps),
+        log_file_path=f"/processor/log/{job.id}",
+    )
+
+
+def _outputs_of(store: Store, job_ids: list[str]) -> set[str]:
+    """The fileGrps the jobs `job_ids` (processing or workflow jobs) write."""
+    produced: set[str] = set()
+    for job_id in job_ids:
+        try:
+            produced.update(store.job(job_id).output_file_grps)
+        except NotFoundError:
+            try:
+                workflow = store.workflow_job(job_id)
+            except NotFoundError:
+                raise UsageError(f"depends_on: there is no job {job_id!r}") from None
+            for step in workflow.steps:
+                produced.update(step.output_file_grps)
+    return produced

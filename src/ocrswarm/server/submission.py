@@ -1,0 +1,129 @@
+"""What both run endpoints share: finding the workspace, its pages and their input files,
+and telling the callback URL when a job ends."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ocrswarm.engine.records import FileRef, PageInputs
+from ocrswarm.engine.service import EngineService
+from ocrswarm.engine.states import State
+from ocrswarm.engine.store import Store
+from ocrswarm.errors import UsageError
+from ocrswarm.formats.pageselect import select_pages
+from ocrswarm.formats.workspace import Workspace
+from ocrswarm.server.callbacks import CallbackSender
+from ocrswarm.server.deps import mets_inside_data_roots
+from ocrswarm.server.metscache import WorkspaceCache
+from ocrswarm.server.settings import ServerSettings
+
+RABBITMQ_MISSING = (
+    "result_queue_name needs RabbitMQ (not configured on this server); "
+    "use callback_url, or poll the job"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The workspace a request names, by `path_to_mets` or by `workspace_id`."""
+
+    workspace_id: str
+    mets_path: Path
+    workspace: Workspace
+    by_path: bool  # named by its METS path (the callback message then carries the path)
+
+
+def find_target(
+    store: Store,
+    settings: ServerSettings,
+    cache: WorkspaceCache,
+    *,
+    path_to_mets: str | None,
+    workspace_id: str | None,
+) -> Target:
+    """The workspace of a request: exactly one of a METS path (inside the data roots) or
+    a known workspace id."""
+    if (path_to_mets is None) == (workspace_id is None):
+        raise UsageError("give exactly one of path_to_mets (mets_path) and workspace_id")
+    if path_to_mets is not None:
+        mets_path = mets_inside_data_roots(path_to_mets, settings.roots)
+        workspace_id = store.add_workspace(mets_path)
+    else:
+        assert workspace_id is not None
+        mets_path = store.workspace(workspace_id).mets_path
+    return Target(workspace_id, mets_path, cache.open(mets_path), path_to_mets is not None)
+
+
+def page_inputs(
+    workspace: Workspace,
+    page_selection: str | None,
+    file_grps: Sequence[str],
+    *,
+    keep_empty: bool = False,
+) -> list[PageInputs]:
+    """The selected pages (OCR-D page_id syntax) with their files in `file_grps`; pages
+    without any are left out unless `keep_empty` (their input comes from another job)."""
+    mets = workspace.mets
+    pages = []
+    for page_id in select_pages(page_selection, mets.page_ids):
+        files = [
+            FileRef(grp, file.id, file.mimetype, file.href, page_id)
+            for grp in file_grps
+            for file in mets.find_files(file_grp=grp, page_id=page_id)
+        ]
+        if files or keep_empty:
+            pages.append(PageInputs(page_id, files))
+    if not pages:
+        shown = ", ".join(file_grps) or "no fileGrp"
+        raise UsageError(f"none of the selected pages has a file in {shown}; nothing to do")
+    return pages
+
+
+def require_file_grps(
+    workspace: Workspace, wanted: Sequence[str], produced_elsewhere: Collection[str] = ()
+) -> None:
+    """Every input fileGrp is in the METS (or made by a job this one depends on)."""
+    present = set(workspace.mets.file_groups)
+    missing = [grp for grp in wanted if grp not in present and grp not in produced_elsewhere]
+    if missing:
+        have = ", ".join(sorted(present)) or "none"
+        raise UsageError(
+            f"input fileGrp {', '.join(missing)} is not in {workspace.mets_path} "
+            f"(its fileGrps: {have})"
+        )
+
+
+def check_callback_url(url: str | None) -> None:
+    """Only absolute http and https URLs can be called back."""
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(f"callback_url {url!r} is not an http or https URL")
+
+
+def call_back_when_finished(
+    service: EngineService,
+    sender: CallbackSender,
+    url: str | None,
+    target: Target,
+    job_id: str,
+    *,
+    workflow: bool,
+) -> None:
+    """POST `{job_id, state, path_to_mets|workspace_id}` to `url` once the job has ended."""
+    if url is None:
+        return
+    where = (
+        {"path_to_mets": str(target.mets_path)}
+        if target.by_path
+        else {"workspace_id": target.workspace_id}
+    )
+
+    def report(finished_id: str, state: State) -> None:
+        sender.send(url, {"job_id": finished_id, "state": str(state), **where})
+
+    service.on_finished(job_id, report, workflow=workflow)

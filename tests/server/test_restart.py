@@ -1,0 +1,76 @@
+"""Point 6: a server stopped mid-workflow (SIGTERM or kill -9) continues after a restart,
+does nothing twice in the METS, and leaves no job RUNNING."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ocrswarm.formats.mets import Mets
+from tests.server.conftest import ServerProcess, wait_for
+
+PAGES = 30
+SLOW_TWO_STEPS = (
+    "test-sleep -I OCR-D-IMG -O SLOW1 -P seconds 0.1\n"
+    "test-sleep -I SLOW1 -O SLOW2 -P seconds 0.05\n"
+)
+
+
+def pages_done(client: httpx.Client, job_id: str) -> int:
+    status = client.get(f"/workflow/job/{job_id}").raise_for_status().json()
+    return int(status["processors"]["SLOW2"]["counts"].get("SUCCESS", 0))
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL])
+def test_a_restarted_server_finishes_the_workflow_once(
+    server_factory: Callable[..., ServerProcess],
+    make_workspace: Callable[..., Path],
+    stop_signal: int,
+) -> None:
+    mets = make_workspace(PAGES)
+    server = server_factory()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        job = (
+            client.post(
+                "/workflow/run",
+                params={"mets_path": str(mets)},
+                files={"workflow": ("w.txt", SLOW_TWO_STEPS.encode())},
+            )
+            .raise_for_status()
+            .json()
+        )
+        deadline = time.monotonic() + 60
+        while pages_done(client, job["job_id"]) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 0 < pages_done(client, job["job_id"]) < PAGES
+    code = server.stop(stop_signal)
+    if stop_signal == signal.SIGTERM:  # uvicorn exits by the signal, after a clean shutdown
+        assert code in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in server.log()
+    else:
+        assert code == -signal.SIGKILL
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        simple = wait_for(
+            client,
+            f"/workflow/job-simple/{job['job_id']}",
+            lambda answer: answer["state"] in ("SUCCESS", "FAILED"),
+            timeout=120,
+        )
+        assert simple["state"] == "SUCCESS", server.log()
+        status = client.get(f"/workflow/job/{job['job_id']}").raise_for_status().json()
+        for step in status["processors"].values():
+            assert step["state"] == "SUCCESS"
+            assert step["counts"] == {"SUCCESS": PAGES}
+    document = Mets.read(mets)
+    ids = [file.id for file in document.files]
+    assert len(ids) == len(set(ids))
+    for grp in ("SLOW1", "SLOW2"):
+        pages = Counter(file.page_id for file in document.find_files(file_grp=grp))
+        assert pages == dict.fromkeys(document.page_ids, 1)
