@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,12 +19,13 @@ from typing import Any
 
 import pytest
 
+from ocrswarm.engine.documenttext import write_document_text
 from ocrswarm.engine.prepare import STATE_DIR
 from ocrswarm.engine.records import Progress
 from ocrswarm.engine.run import RunRequest, RunSummary, run_workflow
 from ocrswarm.engine.states import State
 from ocrswarm.engine.store import Store, sqlite_url
-from ocrswarm.engine.workflow import WorkflowStep, parse_tasks
+from ocrswarm.engine.workflow import WorkflowStep, default_workflow, parse_tasks
 from ocrswarm.errors import UsageError
 from ocrswarm.formats.mets import Mets
 from ocrswarm.formats.workspace import Workspace
@@ -99,6 +101,16 @@ def test_real_ocr_end_to_end(scans: Path, tmp_path: Path) -> None:
     ]
     pages = (out / "text.txt").read_text().split("\f")
     assert summary.text_file == out / "text.txt"
+    # Without a plain-text step, text.txt comes from the PAGE-XML, to the same effect.
+    recognize_only = [
+        step for step in default_workflow("eng") if "OCR-D-OCR" in step.output_file_grps
+    ]
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    from_page = write_document_text(
+        Workspace.open(copy / "mets.xml"), recognize_only, ws.mets.page_ids
+    )
+    assert from_page is not None and from_page.read_text() == (out / "text.txt").read_text()
     assert len(pages) == 3
     for number, text in enumerate(pages, start=1):
         expected = "\n".join(LINES[number])

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ocrswarm.engine.coordinator import Coordinator, CoordinatorOptions, Interrupted
+from ocrswarm.engine.documenttext import write_document_text
 from ocrswarm.engine.metswriter import MetsWriter, StepAgent
 from ocrswarm.engine.prepare import PreparedWorkspace, RunInput, prepare_workspace
 from ocrswarm.engine.records import FileRef, PageInputs, Progress
@@ -33,16 +34,10 @@ from ocrswarm.engine.workflow import (
     workflow_fingerprint,
 )
 from ocrswarm.errors import ExitCode, FormatError, UsageError
-from ocrswarm.formats.atomicfile import write_atomic
-from ocrswarm.formats.mets import MIMETYPE_PAGE
-from ocrswarm.formats.page import parse_page
 from ocrswarm.formats.pageselect import select_pages
-from ocrswarm.formats.text import page_to_text
 from ocrswarm.formats.workspace import Workspace
 from ocrswarm.processors.tessdata import find_model
 
-TEXT_FILE = "text.txt"
-PAGE_SEPARATOR = "\f"  # between pages in text.txt, as pdftotext and OCRmyPDF write it
 DEFAULT_MODEL = "eng"
 
 
@@ -353,50 +348,6 @@ def _agent(step: WorkflowStep, page_selection: str | None) -> StepAgent:
         step.parameters,
         page_selection,
     )
-
-
-def write_document_text(
-    workspace: Workspace, steps: Sequence[WorkflowStep], page_ids: Sequence[str]
-) -> Path | None:
-    """OUT/text.txt: every page's text in page order, pages separated by a form feed.
-
-    Taken from the last plain-text fileGrp the workflow wrote, else from its last PAGE-XML
-    fileGrp; None (no file) when it wrote neither.
-    """
-    source = _text_source(workspace, steps)
-    if source is None:
-        return None
-    grp, mimetype = source
-    texts = []
-    for page_id in page_ids:
-        file = next(
-            (
-                f
-                for f in workspace.mets.find_files(file_grp=grp, page_id=page_id)
-                if f.mimetype == mimetype
-            ),
-            None,
-        )
-        if file is None:
-            texts.append("")
-            continue
-        path = workspace.resolve(file)
-        if mimetype == MIMETYPE_PAGE:
-            texts.append(page_to_text(parse_page(path)))
-        else:
-            texts.append(path.read_bytes().decode("utf-8", errors="replace"))
-    target = workspace.directory / TEXT_FILE
-    write_atomic(target, PAGE_SEPARATOR.join(texts).encode("utf-8"))
-    return target
-
-
-def _text_source(workspace: Workspace, steps: Sequence[WorkflowStep]) -> tuple[str, str] | None:
-    outputs = [grp for step in steps for grp in step.output_file_grps]
-    for mimetype in ("text/plain", MIMETYPE_PAGE):
-        for grp in reversed(outputs):
-            if workspace.mets.find_files(file_grp=grp, mimetype=mimetype):
-                return grp, mimetype
-    return None
 
 
 @contextlib.contextmanager
