@@ -74,6 +74,18 @@ def measure(mets_path: Path, pages: int, steps: int, workers: int) -> dict[str, 
     }
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. Linux's VmHWM, because ru_maxrss carries the
+    parent's peak across fork and exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def in_fresh_process(pages: int, steps: int, workers: int) -> dict[str, object]:
     """Make the workspace here, run and measure in a new process."""
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
