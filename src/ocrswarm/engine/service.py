@@ -31,7 +31,7 @@ from ocrswarm.formats.workspace import Workspace
 log = logging.getLogger(__name__)
 
 _SAVE_SHARE = 0.05  # at most about this share of the time goes into saving one METS
-_MIN_FLUSH_SECONDS = 0.5
+_MIN_FLUSH_SECONDS = 1.0
 _WATCH_SECONDS = 0.25
 _RESTART_SECONDS = 1.0  # pause before a coordinator that crashed is started again
 
@@ -53,11 +53,18 @@ class WorkspaceWriters:
         self._writers: dict[str, MetsWriter] = {}
         self._next_flush: dict[str, float] = {}
         self._flushed_at: dict[str, float] = {}
+        self._urgent: set[str] = set()
 
     def add(self, workspace_id: str) -> None:
         """Watch `workspace_id` for outputs to register (thread-safe)."""
         with self._lock:
             self._known.add(workspace_id)
+
+    def hurry(self, workspace_id: str) -> None:
+        """Someone waits for this workspace's METS: flush it at the next chance."""
+        with self._lock:
+            if workspace_id in self._known:
+                self._urgent.add(workspace_id)
 
     def flushed_at(self, workspace_id: str) -> float:
         """Wall-clock time before which every completed task of the workspace is in its METS."""
@@ -68,9 +75,11 @@ class WorkspaceWriters:
         """Register pending outputs of every workspace whose save is due (all when `force`)."""
         with self._lock:
             known = sorted(self._known)
+            urgent, self._urgent = self._urgent, set()
         total = 0
         for workspace_id in known:
-            if not force and time.monotonic() < self._next_flush.get(workspace_id, 0.0):
+            due = self._next_flush.get(workspace_id, 0.0)
+            if not force and workspace_id not in urgent and time.monotonic() < due:
                 continue
             total += self._flush_one(workspace_id)
         return total
@@ -162,6 +171,7 @@ class EngineService:
         if state not in FINISHED:
             return state
         if finished_at is None or finished_at >= self.writers.flushed_at(workspace_id):
+            self.writers.hurry(workspace_id)
             return State.RUNNING
         return state
 

@@ -1,4 +1,5 @@
-"""Parsed METS files for the API, reused while the file on disk is unchanged."""
+"""Parsed METS files for the API, reused while the file on disk is unchanged, and the
+store ids of the workspaces already registered."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import threading
 from pathlib import Path
 
+from ocrswarm.engine.store import Store
 from ocrswarm.formats.workspace import Workspace
 
 
@@ -16,6 +18,17 @@ class WorkspaceCache:
         self._size = size
         self._lock = threading.Lock()
         self._entries: dict[Path, tuple[tuple[int, int], Workspace]] = {}
+        self._ids: dict[Path, str] = {}
+
+    def workspace_id(self, store: Store, mets_path: Path) -> str:
+        """The store's id of the workspace of `mets_path`, registered on first use."""
+        with self._lock:
+            known = self._ids.get(mets_path)
+        if known is None:
+            known = store.add_workspace(mets_path)
+            with self._lock:
+                self._ids[mets_path] = known
+        return known
 
     def open(self, mets_path: Path) -> Workspace:
         stat = os.stat(mets_path)

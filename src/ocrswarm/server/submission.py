@@ -50,7 +50,7 @@ def find_target(
         raise UsageError("give exactly one of path_to_mets (mets_path) and workspace_id")
     if path_to_mets is not None:
         mets_path = mets_inside_data_roots(path_to_mets, settings.roots)
-        workspace_id = store.add_workspace(mets_path)
+        workspace_id = cache.workspace_id(store, mets_path)
     else:
         assert workspace_id is not None
         mets_path = store.workspace(workspace_id).mets_path
