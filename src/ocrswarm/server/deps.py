@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -53,6 +54,29 @@ def mets_inside_data_roots(path: str, roots: tuple[Path, ...]) -> Path:
     )
 
 
+UploadedWorkspaces = Callable[[str], Path | None]
+
+
+def get_uploaded_workspaces(request: Request) -> UploadedWorkspaces:
+    """The METS path of a workspace uploaded through /workspace, by the id that route gave
+    it (None: no such upload). The workspace routes own the uploads; they are asked lazily,
+    as they import this module."""
+    from ocrswarm.server.routes import workspace as uploads
+
+    library_of = getattr(uploads, "get_library", None)
+
+    def find(workspace_id: str) -> Path | None:
+        if library_of is None:
+            return None
+        try:
+            path: Path = library_of(request).get(workspace_id).mets_path
+        except NotFoundError:
+            return None
+        return path
+
+    return find
+
+
 def get_callbacks(request: Request) -> CallbackSender:
     sender: CallbackSender = request.app.state.callbacks
     return sender
@@ -68,3 +92,4 @@ ServiceDep = Annotated[EngineService, Depends(get_service)]
 StoreDep = Annotated[Store, Depends(get_store)]
 CallbacksDep = Annotated[CallbackSender, Depends(get_callbacks)]
 WorkspaceCacheDep = Annotated[WorkspaceCache, Depends(get_workspace_cache)]
+UploadedWorkspacesDep = Annotated[UploadedWorkspaces, Depends(get_uploaded_workspaces)]

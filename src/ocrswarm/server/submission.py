@@ -16,7 +16,7 @@ from ocrswarm.errors import UsageError
 from ocrswarm.formats.pageselect import select_pages
 from ocrswarm.formats.workspace import Workspace
 from ocrswarm.server.callbacks import CallbackSender
-from ocrswarm.server.deps import mets_inside_data_roots
+from ocrswarm.server.deps import UploadedWorkspaces, mets_inside_data_roots
 from ocrswarm.server.metscache import WorkspaceCache
 from ocrswarm.server.settings import ServerSettings
 
@@ -34,6 +34,7 @@ class Target:
     mets_path: Path
     workspace: Workspace
     by_path: bool  # named by its METS path (the callback message then carries the path)
+    requested_id: str | None = None  # the workspace id the request named
 
 
 def find_target(
@@ -43,18 +44,22 @@ def find_target(
     *,
     path_to_mets: str | None,
     workspace_id: str | None,
+    uploaded: UploadedWorkspaces = lambda _id: None,
 ) -> Target:
     """The workspace of a request: exactly one of a METS path (inside the data roots) or
-    a known workspace id."""
+    a workspace id (of an uploaded workspace, or the store's own)."""
     if (path_to_mets is None) == (workspace_id is None):
         raise UsageError("give exactly one of path_to_mets (mets_path) and workspace_id")
     if path_to_mets is not None:
         mets_path = mets_inside_data_roots(path_to_mets, settings.roots)
-        workspace_id = cache.workspace_id(store, mets_path)
+        return Target(cache.workspace_id(store, mets_path), mets_path, cache.open(mets_path), True)
+    assert workspace_id is not None
+    upload = uploaded(workspace_id)
+    if upload is not None:
+        store_id = cache.workspace_id(store, upload)
     else:
-        assert workspace_id is not None
-        mets_path = store.workspace(workspace_id).mets_path
-    return Target(workspace_id, mets_path, cache.open(mets_path), path_to_mets is not None)
+        store_id, upload = workspace_id, store.workspace(workspace_id).mets_path
+    return Target(store_id, upload, cache.open(upload), False, workspace_id)
 
 
 def page_inputs(
@@ -120,7 +125,7 @@ def call_back_when_finished(
     where = (
         {"path_to_mets": str(target.mets_path)}
         if target.by_path
-        else {"workspace_id": target.workspace_id}
+        else {"workspace_id": target.requested_id or target.workspace_id}
     )
 
     def report(finished_id: str, state: State) -> None:

@@ -12,7 +12,14 @@ from ocrswarm.engine.workflow import WorkflowStep
 from ocrswarm.errors import NotFoundError, UsageError
 from ocrswarm.processors.parameters import validate_parameters
 from ocrswarm.server.auth import Role, require
-from ocrswarm.server.deps import CallbacksDep, ServiceDep, SettingsDep, StoreDep, WorkspaceCacheDep
+from ocrswarm.server.deps import (
+    CallbacksDep,
+    ServiceDep,
+    SettingsDep,
+    StoreDep,
+    UploadedWorkspacesDep,
+    WorkspaceCacheDep,
+)
 from ocrswarm.server.logs import job_log
 from ocrswarm.server.routes.discovery import known_tool
 from ocrswarm.server.schemas import ProcessorArgs, ProcessorJob
@@ -42,6 +49,7 @@ def run_processor(
     settings: SettingsDep,
     cache: WorkspaceCacheDep,
     callbacks: CallbacksDep,
+    uploaded: UploadedWorkspacesDep,
 ) -> ProcessorJob:
     """A processing job: the processor over the selected pages, each page a task."""
     tool = known_tool(executable)
@@ -56,7 +64,12 @@ def run_processor(
     depends_on = list(args.depends_on or ())
     made_by_dependencies = _outputs_of(store, depends_on)
     target = find_target(
-        store, settings, cache, path_to_mets=args.path_to_mets, workspace_id=args.workspace_id
+        store,
+        settings,
+        cache,
+        path_to_mets=args.path_to_mets,
+        workspace_id=args.workspace_id,
+        uploaded=uploaded,
     )
     require_file_grps(target.workspace, args.input_file_grps, made_by_dependencies)
     pages = page_inputs(

@@ -31,7 +31,14 @@ from ocrswarm.errors import NotFoundError, UsageError
 from ocrswarm.formats.atomicfile import write_atomic
 from ocrswarm.server.auth import Role, require
 from ocrswarm.server.callbacks import CallbackSender
-from ocrswarm.server.deps import CallbacksDep, ServiceDep, SettingsDep, WorkspaceCacheDep
+from ocrswarm.server.deps import (
+    CallbacksDep,
+    ServiceDep,
+    SettingsDep,
+    UploadedWorkspaces,
+    UploadedWorkspacesDep,
+    WorkspaceCacheDep,
+)
 from ocrswarm.server.metscache import WorkspaceCache
 from ocrswarm.server.schemas import WorkflowId, WorkflowJob, WorkflowJobSimple, WorkflowJobStatus
 from ocrswarm.server.settings import ServerSettings
@@ -90,6 +97,7 @@ async def run_workflow(
     settings: SettingsDep,
     cache: WorkspaceCacheDep,
     callbacks: CallbacksDep,
+    uploaded: UploadedWorkspacesDep,
     mets_path: str | None = None,
     workspace_id: str | None = None,
     agent_type: str = "worker",
@@ -114,6 +122,7 @@ async def run_workflow(
         _RunRequest(text, mets_path, workspace_id, page_id, page_wise, workflow_callback_url),
         settings,
         cache,
+        uploaded,
     )
 
 
@@ -133,12 +142,18 @@ def _submit_workflow(
     request: _RunRequest,
     settings: ServerSettings,
     cache: WorkspaceCache,
+    uploaded: UploadedWorkspaces,
 ) -> WorkflowJob:
     """Check the workflow against the workspace and submit it in one bulk insert."""
     steps = parse_workflow(request.workflow_text)
     store = service.store
     target = find_target(
-        store, settings, cache, path_to_mets=request.mets_path, workspace_id=request.workspace_id
+        store,
+        settings,
+        cache,
+        path_to_mets=request.mets_path,
+        workspace_id=request.workspace_id,
+        uploaded=uploaded,
     )
     checked = validate_steps(
         steps, tool_description, available_file_grps=target.workspace.mets.file_groups
