@@ -178,20 +178,25 @@ class _Plan:
 
     steps: list[WorkflowStep]
     page_ids: list[str]  # selected
-    pages: list[PageInputs]  # selected and with input
+    with_input: list[str]  # selected and with a file to read: the pages to process
     skipped: list[str]  # selected but without input
 
 
 def _plan(workspace: Workspace, wanted: Sequence[WorkflowStep], request: RunRequest) -> _Plan:
     steps = validate_steps(wanted, tool_description, available_file_grps=workspace.mets.file_groups)
     page_ids = select_pages(request.page_selection, workspace.mets.page_ids)
-    pages, skipped = _page_inputs(workspace, steps, page_ids)
-    if not pages:
+    groups = mets_input_file_grps(steps)
+    with_input: list[str] = []
+    skipped: list[str] = []
+    for page_id in page_ids:
+        has_input = any(workspace.mets.find_files(file_grp=grp, page_id=page_id) for grp in groups)
+        (with_input if has_input else skipped).append(page_id)
+    if not with_input:
         raise FormatError(
             f"none of the {len(page_ids)} selected pages has a file in "
-            f"{', '.join(mets_input_file_grps(steps))}; nothing to do"
+            f"{', '.join(groups)}; nothing to do"
         )
-    return _Plan(steps, page_ids, pages, skipped)
+    return _Plan(steps, page_ids, with_input, skipped)
 
 
 def _run(
@@ -262,7 +267,7 @@ def _submit_or_resume(
     store: Store, workspace: Workspace, workspace_id: str, plan: _Plan, request: RunRequest
 ) -> tuple[str, bool]:
     """The workflow job of this run: found again (resumed, failed pages retried) or new."""
-    fingerprint = workflow_fingerprint(plan.steps, [page.page_id for page in plan.pages])
+    fingerprint = workflow_fingerprint(plan.steps, plan.with_input)
     job_id = store.find_workflow_job(workspace_id, fingerprint)
     if job_id is not None:
         if request.db_url is None:
@@ -270,11 +275,11 @@ def _submit_or_resume(
         store.retry_failed(job_id)
         return job_id, True
     if not request.overwrite:
-        _refuse_existing_output(workspace, plan.steps, [page.page_id for page in plan.pages])
+        _refuse_existing_output(workspace, plan.steps, plan.with_input)
     job = store.submit_workflow(
         workspace_id,
         plan.steps,
-        plan.pages,
+        _page_inputs(workspace, plan.steps, plan.with_input),
         max_attempts=request.max_attempts,
         fingerprint=fingerprint,
         description=f"ocrswarm run {request.input}",
@@ -291,24 +296,20 @@ def _check_models(steps: Sequence[WorkflowStep]) -> None:
 
 def _page_inputs(
     workspace: Workspace, steps: Sequence[WorkflowStep], page_ids: Sequence[str]
-) -> tuple[list[PageInputs], list[str]]:
-    """Each selected page with its files in the fileGrps the workflow reads from the METS;
-    pages with none of them are skipped."""
-    mets = workspace.mets
+) -> list[PageInputs]:
+    """Each page with its files in the fileGrps the workflow reads from the METS."""
     groups = mets_input_file_grps(steps)
-    pages: list[PageInputs] = []
-    skipped: list[str] = []
-    for page_id in page_ids:
-        files = [
-            FileRef(grp, file.id, file.mimetype, file.href, page_id)
-            for grp in groups
-            for file in mets.find_files(file_grp=grp, page_id=page_id)
-        ]
-        if files:
-            pages.append(PageInputs(page_id, files))
-        else:
-            skipped.append(page_id)
-    return pages, skipped
+    return [
+        PageInputs(
+            page_id,
+            [
+                FileRef(grp, file.id, file.mimetype, file.href, page_id)
+                for grp in groups
+                for file in workspace.mets.find_files(file_grp=grp, page_id=page_id)
+            ],
+        )
+        for page_id in page_ids
+    ]
 
 
 def _skip_warnings(skipped: Sequence[str], steps: Sequence[WorkflowStep]) -> list[str]:
