@@ -7,8 +7,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -180,29 +179,6 @@ def test_unknown_job_is_404(client: httpx.Client) -> None:
         response = client.get(path)
         assert response.status_code == 404
         assert "nonesuch" in response.json()["detail"]
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]]
-
-    def do_POST(self) -> None:
-        length = int(self.headers["content-length"])
-        type(self).received.append(json.loads(self.rfile.read(length)))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    handler = type("Handler", (_Receiver,), {"received": []})
-    http = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}/done", handler.received
-    http.shutdown()
 
 
 def test_callback_gets_the_result_message(

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,14 +33,16 @@ def test_a_restarted_server_finishes_the_workflow_once(
     server_factory: Callable[..., ServerProcess],
     make_workspace: Callable[..., Path],
     stop_signal: int,
+    receiver: tuple[str, list[dict[str, Any]]],
 ) -> None:
+    callback_url, received = receiver
     mets = make_workspace(PAGES)
     server = server_factory()
     with httpx.Client(base_url=server.url, timeout=30) as client:
         job = (
             client.post(
                 "/workflow/run",
-                params={"mets_path": str(mets)},
+                params={"mets_path": str(mets), "workflow_callback_url": callback_url},
                 files={"workflow": ("w.txt", SLOW_TWO_STEPS.encode())},
             )
             .raise_for_status()
@@ -49,6 +52,7 @@ def test_a_restarted_server_finishes_the_workflow_once(
         while pages_done(client, job["job_id"]) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert 0 < pages_done(client, job["job_id"]) < PAGES
+    assert received == []
     code = server.stop(stop_signal)
     if stop_signal == signal.SIGTERM:  # uvicorn exits by the signal, after a clean shutdown
         assert code in (0, -signal.SIGTERM)
@@ -68,6 +72,12 @@ def test_a_restarted_server_finishes_the_workflow_once(
         for step in status["processors"].values():
             assert step["state"] == "SUCCESS"
             assert step["counts"] == {"SUCCESS": PAGES}
+    deadline = time.monotonic() + 30
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert received == [
+        {"job_id": job["job_id"], "state": "SUCCESS", "path_to_mets": str(mets.resolve())}
+    ]
     document = Mets.read(mets)
     ids = [file.id for file in document.files]
     assert len(ids) == len(set(ids))

@@ -20,12 +20,13 @@ from ocrswarm.engine.coordinator import CoordinatorOptions
 from ocrswarm.engine.service import EngineService
 from ocrswarm.engine.store import Store
 from ocrswarm.server.auth import IpAllowlist, Role, require
-from ocrswarm.server.callbacks import CallbackSender
+from ocrswarm.server.callbacks import CallbackSender, PendingCallbacks
 from ocrswarm.server.errors import install_error_handlers
 from ocrswarm.server.limits import RequestSizeLimit
 from ocrswarm.server.metscache import WorkspaceCache
 from ocrswarm.server.routes import discovery, jobs, observe, processing, workflow, workspace
 from ocrswarm.server.settings import ServerSettings
+from ocrswarm.server.submission import keep_promise
 
 ROUTERS = (discovery, processing, workflow, workspace, jobs, observe)
 
@@ -38,9 +39,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.database_url)
         service = EngineService(store, CoordinatorOptions(workers=settings.workers))
-        callbacks = CallbackSender()
+        callbacks = CallbackSender(PendingCallbacks(settings.data_dir / "callbacks.json"))
         await run_in_threadpool(service.start)
         callbacks.start()
+        for promise in callbacks.pending.entries():
+            keep_promise(service, callbacks, promise)
         app.state.service = service
         app.state.callbacks = callbacks
         try:

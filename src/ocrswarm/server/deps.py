@@ -45,7 +45,11 @@ def mets_inside_data_roots(path: str, roots: tuple[Path, ...]) -> Path:
     real = Path(os.path.realpath(given))
     for root in roots:
         if real.is_relative_to(os.path.realpath(root)):
-            if not real.is_file():
+            try:
+                exists = real.is_file()
+            except OSError as error:
+                raise UsageError(f"METS path {path}: {error.strerror}") from None
+            if not exists:
                 raise NotFoundError(f"METS file {path} does not exist")
             return real
     shown = ", ".join(str(root) for root in roots)

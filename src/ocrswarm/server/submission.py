@@ -15,7 +15,7 @@ from ocrswarm.engine.store import Store
 from ocrswarm.errors import UsageError
 from ocrswarm.formats.pageselect import select_pages
 from ocrswarm.formats.workspace import Workspace
-from ocrswarm.server.callbacks import CallbackSender
+from ocrswarm.server.callbacks import CallbackSender, PendingCallback
 from ocrswarm.server.deps import UploadedWorkspaces, mets_inside_data_roots
 from ocrswarm.server.metscache import WorkspaceCache
 from ocrswarm.server.settings import ServerSettings
@@ -119,7 +119,8 @@ def call_back_when_finished(
     *,
     workflow: bool,
 ) -> None:
-    """POST `{job_id, state, path_to_mets|workspace_id}` to `url` once the job has ended."""
+    """POST `{job_id, state, path_to_mets|workspace_id}` to `url` once the job has ended
+    (promised on disk first, so a restart does not lose it)."""
     if url is None:
         return
     where = (
@@ -127,8 +128,16 @@ def call_back_when_finished(
         if target.by_path
         else {"workspace_id": target.requested_id or target.workspace_id}
     )
+    promise = PendingCallback(job_id, workflow, url, where)
+    sender.pending.add(promise)
+    keep_promise(service, sender, promise)
 
-    def report(finished_id: str, state: State) -> None:
-        sender.send(url, {"job_id": finished_id, "state": str(state), **where})
 
-    service.on_finished(job_id, report, workflow=workflow)
+def keep_promise(service: EngineService, sender: CallbackSender, promise: PendingCallback) -> None:
+    """Send the promised callback when its job has finished (and its outputs are in the METS)."""
+
+    def report(job_id: str, state: State) -> None:
+        sender.send(promise.url, {"job_id": job_id, "state": str(state), **promise.where})
+        sender.pending.remove(job_id)
+
+    service.on_finished(promise.job_id, report, workflow=promise.workflow)
