@@ -67,8 +67,11 @@ class WorkspaceWriters:
                 self._urgent.add(workspace_id)
 
     def flushed_at(self, workspace_id: str) -> float:
-        """Wall-clock time before which every completed task of the workspace is in its METS."""
+        """Wall-clock time before which every completed task of the workspace is in its METS
+        (infinite for a workspace this server writes no METS of, e.g. one deleted)."""
         with self._lock:
+            if workspace_id not in self._known:
+                return math.inf
             return self._flushed_at.get(workspace_id, 0.0)
 
     def flush(self, *, force: bool = False) -> int:

@@ -1,0 +1,112 @@
+"""The server's engine service: every workspace's jobs until stopped, METS per workspace,
+finished hooks only once outputs are in the METS, and leases of a dead predecessor taken back."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ocrswarm.engine.coordinator import CoordinatorOptions
+from ocrswarm.engine.records import FileRef, PageInputs
+from ocrswarm.engine.service import EngineService
+from ocrswarm.engine.states import State
+from ocrswarm.engine.store import Store, sqlite_url
+from ocrswarm.engine.workflow import WorkflowStep
+from ocrswarm.formats.mets import Mets
+from ocrswarm.formats.workspace import Workspace
+from tests.render import render_page
+
+DUMMY = WorkflowStep("ocrd-swarm-dummy", ("OCR-D-IMG",), ("OUT",), {})
+
+
+def workspace(root: Path, name: str, count: int) -> Path:
+    scans = root / f"{name}-scans"
+    scans.mkdir()
+    for number in range(1, count + 1):
+        render_page(scans / f"p{number}.png", [f"page {number}"], size=(120, 160))
+    return Workspace.from_images(scans, root / name).mets_path
+
+
+def page_inputs(mets_path: Path) -> list[PageInputs]:
+    mets = Mets.read(mets_path)
+    return [
+        PageInputs(page, [FileRef("OCR-D-IMG", f.id, f.mimetype, f.href, page)])
+        for page in mets.page_ids
+        for f in mets.find_files(file_grp="OCR-D-IMG", page_id=page)
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(sqlite_url(tmp_path / "state.sqlite")) as opened:
+        opened.migrate()
+        yield opened
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_jobs_of_two_workspaces_run_and_report_once_in_the_mets(
+    tmp_path: Path, store: Store
+) -> None:
+    first, second = workspace(tmp_path, "a", 3), workspace(tmp_path, "b", 2)
+    service = EngineService(store, CoordinatorOptions(workers=2))
+    finished: list[tuple[str, State, int]] = []
+    service.start()
+    try:
+        jobs = []
+        for mets_path in (first, second):
+            workspace_id = store.add_workspace(mets_path)
+            job = store.submit_processing_job(workspace_id, DUMMY, page_inputs(mets_path))
+            service.add_workspace(workspace_id)
+
+            def hook(job_id: str, state: State, mets_path: Path = mets_path) -> None:
+                registered = len(Mets.read(mets_path).find_files(file_grp="OUT"))
+                finished.append((job_id, state, registered))
+
+            service.on_finished(job.id, hook)
+            jobs.append(job.id)
+        wait_until(lambda: len(finished) == 2)
+        time.sleep(0.5)  # a hook would be called again by now
+    finally:
+        service.stop()
+    assert sorted(finished) == sorted([(jobs[0], State.SUCCESS, 3), (jobs[1], State.SUCCESS, 2)])
+    assert [service.job_state(job_id) for job_id in jobs] == [State.SUCCESS, State.SUCCESS]
+
+
+def test_a_finished_job_is_running_until_its_outputs_are_in_the_mets(
+    tmp_path: Path, store: Store
+) -> None:
+    service = EngineService(store)
+    service.add_workspace("ws")
+    now = time.time()
+    assert service.settled("ws", State.SUCCESS, now) == State.RUNNING
+    assert service.settled("ws", State.QUEUED, None) == State.QUEUED
+    assert service.settled("unknown", State.FAILED, now) == State.FAILED
+
+
+def test_start_takes_back_the_leases_of_a_dead_server(tmp_path: Path, store: Store) -> None:
+    mets_path = workspace(tmp_path, "a", 2)
+    workspace_id = store.add_workspace(mets_path)
+    job = store.submit_processing_job(workspace_id, DUMMY, page_inputs(mets_path))
+    held = store.claim("dead-server/0", limit=2, lease_seconds=3600)
+    assert len(held) == 2
+    service = EngineService(store, CoordinatorOptions(workers=1))
+    done = threading.Event()
+    service.start()
+    try:
+        service.on_finished(job.id, lambda _job, _state: done.set())
+        assert done.wait(60)
+    finally:
+        service.stop()
+    assert store.job(job.id).state == State.SUCCESS
+    assert store.expire_leases(now=math.inf) == 0
+    assert len(Mets.read(mets_path).find_files(file_grp="OUT")) == 2
