@@ -227,6 +227,10 @@ def test_a_reader_cannot_upload_but_reads(client: httpx.Client) -> None:
     assert listed.status_code == 200
 
 
+def test_health_needs_no_token(client: httpx.Client) -> None:
+    assert client.get("/health").status_code == 200
+
+
 # --- the IP allowlist over HTTP ------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from ocrswarm.formats.mets import Mets
 from ocrswarm.formats.ocrdzip import pack_workspace, unpack_bag
-from tests.server.conftest import ServerProcess
+from tests.server.conftest import ServerProcess, wait_for
 from tests.server.servers import running_server
 
 OCRD_ZIP = "application/vnd.ocrd+zip"
@@ -286,6 +286,31 @@ def test_a_streamed_upload_over_the_limit_is_413_and_its_partial_file_removed(
     assert answer.status_code == 413
     assert "detail" in answer.json()
     assert leftovers(server) == []
+
+
+def test_jobs_run_on_an_uploaded_workspace_by_its_id(
+    client: httpx.Client, make_bag: Callable[..., Path]
+) -> None:
+    workspace_id = upload(client, make_bag(pages=2)).json()["workspace_id"]
+
+    job = client.post(
+        "/processor/run/ocrd-dummy",
+        json={
+            "workspace_id": workspace_id,
+            "input_file_grps": ["OCR-D-IMG"],
+            "output_file_grps": ["OUT"],
+        },
+    )
+
+    assert job.status_code == 200, job.text
+    done = wait_for(
+        client,
+        f"/processor/job/{job.json()['job_id']}",
+        lambda j: j["state"] in ("SUCCESS", "FAILED"),
+    )
+    assert done["state"] == "SUCCESS"
+    metadata = client.get(f"/workspace/{workspace_id}").json()
+    assert "OUT" in Mets.read(Path(metadata["mets_path"])).file_groups
 
 
 def test_a_workspace_with_unfinished_jobs_cannot_be_replaced_or_deleted(
