@@ -25,9 +25,11 @@ from openapi_core.templating.paths.exceptions import PathNotFound
 from openapi_core.templating.responses.exceptions import ResponseNotFound
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from ocrswarm.formats.ocrdzip import pack_workspace
 from tests.server.conftest import ServerProcess, wait_for
 
 SPEC_COPY = Path(__file__).with_name("ocrd-web-api.openapi.yml")
+OCRD_ZIP = "application/vnd.ocrd+zip"
 # Paths the spec does not have: our endpoints beyond it, and OCR-D core's job-simple.
 OUR_PATHS = ("/job/", "/jobs", "/health", "/metrics", "/workflow/job-simple/")
 WORKFLOW = (
@@ -157,6 +159,18 @@ def test_discovery_processing_and_workflow_answers_conform(
     assert_conform(ocrd_spec, server, answers)
 
 
+def test_workspace_answers_conform(
+    ocrd_spec: dict[str, Any],
+    server: ServerProcess,
+    recorded: tuple[httpx.Client, list[httpx.Response]],
+    make_workspace: Callable[..., Path],
+    tmp_path: Path,
+) -> None:
+    client, answers = recorded
+    move_workspaces(client, make_workspace(1, name="bagged"), tmp_path)
+    assert_conform(ocrd_spec, server, answers)
+
+
 def assert_conform(
     ocrd_spec: dict[str, Any], server: ServerProcess, answers: list[httpx.Response]
 ) -> None:
@@ -243,6 +257,30 @@ def run_workflow(client: httpx.Client, mets: Path) -> None:
     inline = client.post("/workflow/run", params={"mets_path": str(mets)}, files=files)
     done = wait_for(client, f"/workflow/job-simple/{inline.json()['job_id']}", finished)
     assert done["state"] == "SUCCESS"
+
+
+def move_workspaces(client: httpx.Client, mets: Path, tmp_path: Path) -> None:
+    bag = pack_workspace(mets, tmp_path / "upload.ocrd.zip").read_bytes()
+    created = client.post("/workspace", content=bag, headers={"content-type": OCRD_ZIP})
+    assert created.status_code == 201, created.text
+    workspace_id = created.json()["@id"].rstrip("/").rsplit("/", 1)[-1]
+    assert client.get("/workspace").status_code == 200
+    json_view = client.get(f"/workspace/{workspace_id}", headers={"accept": "application/json"})
+    assert json_view.status_code == 200
+    zip_view = client.get(f"/workspace/{workspace_id}", headers={"accept": OCRD_ZIP})
+    assert zip_view.headers["content-type"].startswith(OCRD_ZIP)
+    replaced = client.put(
+        f"/workspace/{workspace_id}", content=bag, headers={"content-type": OCRD_ZIP}
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert client.delete(f"/workspace/{workspace_id}").status_code == 200
+    assert client.get(f"/workspace/{workspace_id}").status_code == 410
+    assert client.delete(f"/workspace/{workspace_id}").status_code == 410
+    corrupt = client.post(
+        "/workspace", content=b"PK\x03\x04 not a zip", headers={"content-type": OCRD_ZIP}
+    )
+    assert corrupt.status_code == 400
+    assert client.get("/workspace/no-such-workspace").status_code == 404
 
 
 def make_mistakes(client: httpx.Client, mets: Path) -> None:
