@@ -348,3 +348,22 @@ def test_put_brings_a_deleted_id_back(client: httpx.Client, make_bag: Callable[.
 
     assert again.status_code == 200
     assert client.get("/workspace/phoenix").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["example_ws2", "example_ws_different_mets"])
+def test_real_ocrd_core_bags_upload_and_download(
+    client: httpx.Client, shared_data: Path, tmp_path: Path, name: str
+) -> None:
+    bag = shared_data / "ocrd-zip" / f"{name}.ocrd.zip"
+    with zipfile.ZipFile(bag) as archive:
+        info = archive.read("bag-info.txt").decode()
+    fields = dict(line.split(": ", 1) for line in info.splitlines() if ": " in line)
+
+    created = upload(client, bag)
+
+    assert created.status_code == 201, created.text
+    workspace = created.json()
+    assert workspace["ocrd_identifier"] == fields["Ocrd-Identifier"]
+    assert Path(workspace["mets_path"]).name == fields.get("Ocrd-Mets", "mets.xml")
+    back = download(client, workspace["workspace_id"], tmp_path / "back")
+    assert Mets.read(back).page_ids == Mets.read(Path(workspace["mets_path"])).page_ids
