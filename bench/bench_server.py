@@ -36,6 +36,7 @@ THREE_DUMMIES = (
     "dummy -I OCR-D-DUMMY2 -O OCR-D-DUMMY3\n"
 )
 FINISHED = ("SUCCESS", "FAILED", "CANCELLED")
+POLL_SECONDS = 0.25  # how often the bench asks for job states (the OCR-D client: every 10 s)
 
 
 def small_workspace(folder: Path, count: int) -> Path:
@@ -109,7 +110,7 @@ def processing_jobs(client: httpx.Client, mets: Path, pages: int) -> dict[str, o
             if client.get(f"/processor/job/{job_id}").json()["state"] not in FINISHED
         ]
         if pending:
-            time.sleep(0.2)
+            time.sleep(POLL_SECONDS)
     finished = time.perf_counter()
     return {
         "jobs": pages,
@@ -133,7 +134,7 @@ def workflow_job(client: httpx.Client, mets: Path, pages: int) -> dict[str, obje
         state = client.get(f"/workflow/job-simple/{job_id}").json()["state"]
         if state in FINISHED:
             break
-        time.sleep(0.05)
+        time.sleep(POLL_SECONDS)
     finished = time.perf_counter()
     return {
         "pages": pages,
