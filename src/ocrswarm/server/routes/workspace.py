@@ -87,7 +87,7 @@ def _description(stored: StoredWorkspace) -> str:
 def _resource(request: Request, stored: StoredWorkspace) -> dict[str, Any]:
     """The spec's Workspace object (`@id` is the workspace's URL), plus what we know of it."""
     return {
-        "@id": str(_url_of(request, stored.id)),
+        "@id": _url_of(request, stored.id),
         "description": _description(stored),
         "workspace_id": stored.id,
         "ocrd_identifier": stored.ocrd_identifier,
@@ -184,7 +184,7 @@ def list_workspaces(request: Request, library: LibraryDep) -> list[dict[str, Any
             continue
         listed.append(
             {
-                "@id": str(_url_of(request, stored.id)),
+                "@id": _url_of(request, stored.id),
                 "description": _description(stored),
             }
         )
