@@ -84,3 +84,14 @@ def test_a_restarted_server_finishes_the_workflow_once(
     for grp in ("SLOW1", "SLOW2"):
         pages = Counter(file.page_id for file in document.find_files(file_grp=grp))
         assert pages == dict.fromkeys(document.page_ids, 1)
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    first = server_factory()
+    second = ServerProcess(first.data_dir, first.data_roots)
+    with pytest.raises(RuntimeError, match="another ocrswarm serve"):
+        second.start()
+    assert first.process is not None
+    assert first.process.poll() is None

@@ -8,7 +8,10 @@ leases given back, METS flushed — when it stops.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import fcntl
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -19,6 +22,7 @@ from ocrswarm import __version__
 from ocrswarm.engine.coordinator import CoordinatorOptions
 from ocrswarm.engine.service import EngineService
 from ocrswarm.engine.store import Store
+from ocrswarm.errors import UsageError
 from ocrswarm.server.auth import IpAllowlist, Role, require
 from ocrswarm.server.callbacks import CallbackSender, PendingCallbacks
 from ocrswarm.server.errors import install_error_handlers
@@ -37,21 +41,22 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(settings.database_url)
-        service = EngineService(store, CoordinatorOptions(workers=settings.workers))
-        callbacks = CallbackSender(PendingCallbacks(settings.data_dir / "callbacks.json"))
-        await run_in_threadpool(service.start)
-        callbacks.start()
-        for promise in callbacks.pending.entries():
-            keep_promise(service, callbacks, promise)
-        app.state.service = service
-        app.state.callbacks = callbacks
-        try:
-            yield
-        finally:
-            await run_in_threadpool(service.stop)
-            callbacks.stop()
-            store.close()
+        with _sole_server(settings.data_dir / "server.lock"):
+            store = Store(settings.database_url)
+            service = EngineService(store, CoordinatorOptions(workers=settings.workers))
+            callbacks = CallbackSender(PendingCallbacks(settings.data_dir / "callbacks.json"))
+            await run_in_threadpool(service.start)
+            callbacks.start()
+            for promise in callbacks.pending.entries():
+                keep_promise(service, callbacks, promise)
+            app.state.service = service
+            app.state.callbacks = callbacks
+            try:
+                yield
+            finally:
+                await run_in_threadpool(service.stop)
+                callbacks.stop()
+                store.close()
 
     app = FastAPI(
         title="ocrswarm: the OCR-D Web API",
@@ -76,6 +81,30 @@ def create_app(settings: ServerSettings) -> FastAPI:
         app.include_router(module.router)
     app.include_router(_documentation(app))
     return app
+
+
+@contextlib.contextmanager
+def _sole_server(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the data directory while serving: the engine takes back
+    every lease at start, which is right only when no other server works on the same state.
+    The OS drops the lock when the process dies, kill -9 included."""
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UsageError(
+                f"another ocrswarm serve ({holder}) uses the data directory {path.parent}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _documentation(app: FastAPI) -> APIRouter:
