@@ -1,16 +1,18 @@
 """Job control beyond the spec: cancel, retry, per-page status, listing, live progress.
 
-The routes run in an app of their own over a real store; the test plays the workers
-(claim, complete, fail), so every state is reached on purpose, without timing.
+Most tests run the routes in an app of their own over a real store, the test playing the
+workers (claim, complete, fail), so every state is reached on purpose, without timing.
+The last ones do the same over HTTP on the live server with its real workers.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -18,12 +20,14 @@ from fastapi.testclient import TestClient
 from ocrswarm.engine.states import FINISHED, State
 from ocrswarm.engine.store import Store, sqlite_url
 from ocrswarm.engine.workflow import parse_workflow
+from ocrswarm.formats.mets import Mets
 from ocrswarm.server.auth import Role, token_digest
 from ocrswarm.server.errors import install_error_handlers
 from ocrswarm.server.routes import jobs
 from ocrswarm.server.settings import ServerSettings, TokenEntry
 from tests.engine.conftest import FakeClock
 from tests.engine.storetools import pages, result_of, run_until_empty, submit
+from tests.server.conftest import ServerProcess, wait_for
 
 
 @pytest.fixture
@@ -312,3 +316,57 @@ def test_reading_needs_a_reader_token_and_control_a_submitter(
         assert client.post(f"/job/{workflow.id}/cancel", headers=reader).status_code == 403
         assert client.post(f"/job/{workflow.id}/retry", headers=reader).status_code == 403
         assert client.post(f"/job/{workflow.id}/cancel", headers=submitter).status_code == 200
+
+
+@pytest.fixture
+def live(server: ServerProcess) -> Iterator[httpx.Client]:
+    """A client of the live server (`client` here is the in-process app's)."""
+    with httpx.Client(base_url=server.url, timeout=30.0) as http:
+        yield http
+
+
+def finished(answer: dict[str, object]) -> bool:
+    return answer["state"] in ("SUCCESS", "FAILED", "CANCELLED")
+
+
+def test_a_failed_page_runs_again_after_the_fix_on_the_live_server(
+    live: httpx.Client, make_workspace: Callable[..., Path]
+) -> None:
+    mets = make_workspace(3)
+    body = {
+        "path_to_mets": str(mets),
+        "input_file_grps": ["OCR-D-IMG"],
+        "output_file_grps": ["OCR-D-FIXED"],
+        "parameters": {"pages": ["PHYS_0002"], "unless_exists": "fixed"},
+    }
+    job_id = (
+        live.post("/processor/run/ocrd-test-fail", json=body).raise_for_status().json()["job_id"]
+    )
+    assert wait_for(live, f"/processor/job/{job_id}", finished)["state"] == "FAILED"
+    failed = live.get(f"/job/{job_id}/pages", params={"state": "FAILED"}).json()["pages"]
+    assert [(page["page_id"], page["attempts"]) for page in failed] == [("PHYS_0002", 3)]
+    assert "PHYS_0002" in failed[0]["error"]
+    (mets.parent / "fixed").touch()
+    assert live.post(f"/job/{job_id}/retry").json()["tasks_changed"] == 1
+    assert wait_for(live, f"/processor/job/{job_id}", finished)["state"] == "SUCCESS"
+    files = Mets.read(mets).find_files(file_grp="OCR-D-FIXED")
+    assert sorted(file.page_id for file in files) == ["PHYS_0001", "PHYS_0002", "PHYS_0003"]
+
+
+def test_cancel_stops_a_workflow_on_the_live_server(
+    live: httpx.Client, make_workspace: Callable[..., Path]
+) -> None:
+    mets = make_workspace(8)
+    slow = "test-sleep -I OCR-D-IMG -O SLOW -P seconds 1\ndummy -I SLOW -O AFTER\n"
+    files = {"workflow": ("workflow.txt", slow.encode(), "text/plain")}
+    run = live.post("/workflow/run", params={"mets_path": str(mets)}, files=files)
+    job_id = run.raise_for_status().json()["job_id"]
+    cancelled = live.post(f"/job/{job_id}/cancel").json()
+    assert cancelled["tasks_changed"] > 0
+    events = live.get(f"/job/{job_id}/events").text
+    assert events.rstrip().endswith('"state":"CANCELLED"}')
+    pages = live.get(f"/job/{job_id}/pages").json()["pages"]
+    assert {page["state"] for page in pages} <= {"SUCCESS", "CANCELLED"}
+    done = {page["page_id"] for page in pages if page["step"] == 1 and page["state"] == "SUCCESS"}
+    registered = {file.page_id for file in Mets.read(mets).find_files(file_grp="AFTER")}
+    assert registered == done
