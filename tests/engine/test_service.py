@@ -110,3 +110,32 @@ def test_start_takes_back_the_leases_of_a_dead_server(tmp_path: Path, store: Sto
     assert store.job(job.id).state == State.SUCCESS
     assert store.expire_leases(now=math.inf) == 0
     assert len(Mets.read(mets_path).find_files(file_grp="OUT")) == 2
+
+
+def test_a_mets_replaced_on_disk_is_read_again_not_overwritten(
+    tmp_path: Path, store: Store
+) -> None:
+    mets_path = workspace(tmp_path, "a", 2)
+    workspace_id = store.add_workspace(mets_path)
+    service = EngineService(store, CoordinatorOptions(workers=1))
+    done = threading.Event()
+    service.start()
+    try:
+        service.add_workspace(workspace_id)
+        first = store.submit_processing_job(workspace_id, DUMMY, page_inputs(mets_path))
+        service.on_finished(first.id, lambda _job, _state: done.set())
+        assert done.wait(60)
+        replaced = Mets.read(mets_path)  # someone else's new METS (an upload replacing it)
+        replaced.add_file("EXTRA", "EXTRA_1", "extra.txt", "text/plain", "PHYS_0001")
+        replaced.save(mets_path)
+        done.clear()
+        second_step = WorkflowStep("ocrd-swarm-dummy", ("OCR-D-IMG",), ("OUT2",), {})
+        second = store.submit_processing_job(workspace_id, second_step, page_inputs(mets_path))
+        service.on_finished(second.id, lambda _job, _state: done.set())
+        assert done.wait(60)
+    finally:
+        service.stop()
+    final = Mets.read(mets_path)
+    assert [f.id for f in final.find_files(file_grp="EXTRA")] == ["EXTRA_1"]
+    assert len(final.find_files(file_grp="OUT")) == 2
+    assert len(final.find_files(file_grp="OUT2")) == 2

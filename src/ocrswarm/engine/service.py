@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ocrswarm.engine.coordinator import Coordinator, CoordinatorOptions, Interrupted
 from ocrswarm.engine.metswriter import MetsWriter
@@ -53,6 +55,7 @@ class WorkspaceWriters:
         self._writers: dict[str, MetsWriter] = {}
         self._next_flush: dict[str, float] = {}
         self._flushed_at: dict[str, float] = {}
+        self._stamps: dict[str, tuple[int, int, int]] = {}  # of each METS as last written
         self._urgent: set[str] = set()
 
     def add(self, workspace_id: str) -> None:
@@ -90,8 +93,10 @@ class WorkspaceWriters:
     def _flush_one(self, workspace_id: str) -> int:
         began_wall, began = time.time(), time.monotonic()
         try:
-            writer = self._writers.get(workspace_id) or self._open(workspace_id)
+            writer = self._current_writer(workspace_id)
             count = writer.flush(force=True)
+            if count:
+                self._stamps[workspace_id] = _stamp(writer.workspace.mets_path)
         except (OcrswarmError, OSError) as error:
             log.error("METS of workspace %s: %s; its outputs stay pending", workspace_id, error)
             with self._lock:
@@ -106,11 +111,25 @@ class WorkspaceWriters:
             self._flushed_at[workspace_id] = began_wall
         return count
 
-    def _open(self, workspace_id: str) -> MetsWriter:
-        info = self._store.workspace(workspace_id)
-        writer = MetsWriter(Workspace.open(info.mets_path), self._store, workspace_id)
+    def _current_writer(self, workspace_id: str) -> MetsWriter:
+        """The workspace's writer, made again when someone else changed the METS on disk
+        (a workspace replaced by upload): its METS in memory would overwrite theirs."""
+        writer = self._writers.get(workspace_id)
+        if writer is not None and _stamp(writer.workspace.mets_path) == self._stamps.get(
+            workspace_id
+        ):
+            return writer
+        mets_path = self._store.workspace(workspace_id).mets_path
+        self._stamps[workspace_id] = _stamp(mets_path)  # before reading: a change shows
+        writer = MetsWriter(Workspace.open(mets_path), self._store, workspace_id)
         self._writers[workspace_id] = writer
         return writer
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is written or replaced."""
+    status = os.stat(path)
+    return status.st_ino, status.st_mtime_ns, status.st_size
 
 
 @dataclass(frozen=True, slots=True)
