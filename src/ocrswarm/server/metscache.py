@@ -17,7 +17,7 @@ class WorkspaceCache:
     def __init__(self, size: int = 16) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._entries: dict[Path, tuple[tuple[int, int], Workspace]] = {}
+        self._entries: dict[Path, tuple[tuple[int, int, int], Workspace]] = {}
         self._ids: dict[Path, str] = {}
 
     def workspace_id(self, store: Store, mets_path: Path) -> str:
@@ -32,7 +32,7 @@ class WorkspaceCache:
 
     def open(self, mets_path: Path) -> Workspace:
         stat = os.stat(mets_path)
-        key = (stat.st_mtime_ns, stat.st_size)
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._lock:
             entry = self._entries.get(mets_path)
             if entry is not None and entry[0] == key:
