@@ -232,26 +232,32 @@ class EngineService:
         while not self._stopping.wait(_WATCH_SECONDS):
             with self._watch_lock:
                 watches = list(self._watches)
-            done = []
-            for watch in watches:
-                try:
-                    state = (
-                        self.workflow_job_state(watch.job_id)
-                        if watch.workflow
-                        else self.job_state(watch.job_id)
-                    )
-                except OcrswarmError:
-                    done.append(watch)
-                    continue
-                if state in FINISHED:
-                    done.append(watch)
-                    try:
-                        watch.hook(watch.job_id, state)
-                    except Exception:
-                        log.exception("job-finished hook of %s failed", watch.job_id)
+            done = [watch for watch in watches if self._check(watch)]
             if done:
                 with self._watch_lock:
                     self._watches = [w for w in self._watches if w not in done]
+
+    def _check(self, watch: _Watch) -> bool:
+        """Call the hook if the job has finished; whether the watch is over. A job that no
+        longer exists ends its watch; a passing database problem is tried again."""
+        try:
+            state = (
+                self.workflow_job_state(watch.job_id)
+                if watch.workflow
+                else self.job_state(watch.job_id)
+            )
+        except OcrswarmError:
+            return True
+        except Exception:
+            log.exception("cannot read the state of job %s; trying again", watch.job_id)
+            return False
+        if state not in FINISHED:
+            return False
+        try:
+            watch.hook(watch.job_id, state)
+        except Exception:
+            log.exception("job-finished hook of %s failed", watch.job_id)
+        return True
 
     def _workspaces_with_jobs(self) -> set[str]:
         return {job.workspace_id for job in self.store.jobs()}
