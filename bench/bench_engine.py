@@ -68,15 +68,13 @@ def measure(mets_path: Path, pages: int, steps: int, workers: int) -> dict[str, 
         "seconds": round(seconds, 3),
         "pages_per_second": round(pages / seconds, 1),
         "page_tasks_per_second": round(pages * steps / seconds, 1),
-        "coordinator_peak_rss_mib": round(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
-        ),
+        "coordinator_peak_rss_mib": round(peak_rss_mib(), 1),
     }
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory. Linux's VmHWM, because ru_maxrss carries the
-    parent's peak across fork and exec."""
+    """This process's peak resident memory: Linux's VmHWM, since ru_maxrss starts a new
+    process at its parent's peak."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
