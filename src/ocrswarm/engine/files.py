@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from ocrswarm.formats.mets import MIMETYPE_PAGE, Mets
-from ocrswarm.formats.workspace import Workspace
+from ocrswarm.formats.mets import MIMETYPE_PAGE
+from ocrswarm.formats.workspace import resolve_href
 from ocrswarm.processors.processor import InputFile, PageJob
 
 
@@ -39,7 +39,8 @@ def page_job(
 ) -> PageJob:
     """The PageJob of one page: per input fileGrp, in order, its PAGE-XML file if it has one,
     else its first file. An href that leaves the workspace or is a URL is a FormatError."""
-    resolver = _resolver(workspace_dir)
+    directory = Path(workspace_dir)
+    real_directory = _real_directory(directory)
     chosen: dict[str, FileLike] = {}
     for file in inputs:
         current = chosen.get(file.file_grp)
@@ -48,21 +49,21 @@ def page_job(
         ):
             chosen[file.file_grp] = file
     files = tuple(
-        InputFile(file.file_grp, file.file_id, file.mimetype, resolver.resolve(file.href))
+        InputFile(
+            file.file_grp,
+            file.file_id,
+            file.mimetype,
+            resolve_href(directory, file.href, real_directory=real_directory),
+        )
         for file in chosen.values()
     )
-    return PageJob(resolver.directory, page_id, files, tuple(output_file_grps))
-
-
-def resolve_href(workspace_dir: Path, href: str) -> Path:
-    """The real path of `href`; UnsafeInputError when it leads outside the workspace."""
-    return _resolver(workspace_dir).resolve(href)
+    return PageJob(directory, page_id, files, tuple(output_file_grps))
 
 
 @functools.lru_cache(maxsize=16)
-def _resolver(directory: Path) -> Workspace:
-    """A workspace object used only for its safe `resolve`: its METS is never read."""
-    return Workspace(directory, Mets.empty())
+def _real_directory(directory: Path) -> Path:
+    """A workspace directory's realpath, looked up once per directory a worker serves."""
+    return Path(os.path.realpath(directory))
 
 
 def sync_filesystem(directory: Path) -> None:

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ocrswarm.engine.files import page_job
 from ocrswarm.engine.states import FINISHED, State
 from ocrswarm.engine.workflow import WorkflowStep
-from ocrswarm.processors.processor import InputFile, OutputFile, PageJob
+from ocrswarm.processors.processor import OutputFile, PageJob
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +33,6 @@ class FileRef:
     def from_output(cls, output: OutputFile) -> FileRef:
         """The record of a file a processor wrote."""
         return cls(output.file_grp, output.file_id, output.mimetype, output.href, output.page_id)
-
-    def to_input(self, workspace_dir: Path) -> InputFile:
-        """The processor's view of this file: where it is on disk."""
-        return InputFile(self.file_grp, self.file_id, self.mimetype, workspace_dir / self.href)
 
     def to_dict(self) -> dict[str, str]:
         return {
@@ -86,13 +83,8 @@ class TaskLease:
     lease_until: float
 
     def page_job(self) -> PageJob:
-        """The processor's view of this task."""
-        return PageJob(
-            workspace_dir=self.workspace_dir,
-            page_id=self.page_id,
-            inputs=[ref.to_input(self.workspace_dir) for ref in self.inputs],
-            output_file_grps=self.output_file_grps,
-        )
+        """The processor's view of this task (hrefs resolved safely, one file per fileGrp)."""
+        return page_job(self.workspace_dir, self.page_id, self.inputs, self.output_file_grps)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, for a message queue or an HTTP pull client."""

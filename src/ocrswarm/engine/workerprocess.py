@@ -30,11 +30,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ocrswarm.engine.files import page_job, resolve_href
+from ocrswarm.engine.files import page_job
 from ocrswarm.engine.records import FileRef, TaskLease
 from ocrswarm.engine.tools import processor_class
 from ocrswarm.errors import FormatError, MetsError, OcrswarmError
 from ocrswarm.formats.mets import check_file_grp_name, check_id
+from ocrswarm.formats.workspace import resolve_href
 from ocrswarm.processors.processor import OutputFile, Processor
 
 STOP = "stop"
