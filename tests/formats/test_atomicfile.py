@@ -40,3 +40,22 @@ def test_failure_leaves_the_old_file_and_no_temporary(
         write_atomic(target, b"new document")
     assert target.read_bytes() == b"old complete document"
     assert [p.name for p in tmp_path.iterdir()] == ["mets.xml"]
+
+
+@pytest.mark.parametrize(("durable", "expect_syncs"), [(True, True), (False, False)])
+def test_durable_decides_about_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool, expect_syncs: bool
+) -> None:
+    syncs: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        syncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    target = tmp_path / "page.xml"
+    write_atomic(target, b"<page/>", durable=durable)
+    assert target.read_bytes() == b"<page/>"
+    assert bool(syncs) is expect_syncs
+    assert [p.name for p in tmp_path.iterdir()] == ["page.xml"]

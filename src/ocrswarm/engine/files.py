@@ -57,7 +57,9 @@ def page_job(
         )
         for file in chosen.values()
     )
-    return PageJob(directory, page_id, files, tuple(output_file_grps))
+    # Not durable file by file: the coordinator syncs the file system once per batch of
+    # results before it records them as done (sync_filesystem below).
+    return PageJob(directory, page_id, files, tuple(output_file_grps), durable=False)
 
 
 @functools.lru_cache(maxsize=16)

@@ -17,10 +17,13 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `path` with `data`: temporary file in the same directory, fsync, rename, fsync dir.
 
-    A crash at any moment leaves either the previous file or the complete new one.
+    A crash at any moment leaves either the previous file or the complete new one. With
+    `durable=False` the two fsyncs are left to the caller, who must sync the file system
+    before relying on the file surviving a power loss (the engine does, once per batch);
+    readers still never see half a file.
     """
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -29,7 +32,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(data)
             tmp.flush()
-            os.fsync(tmp.fileno())
+            if durable:
+                os.fsync(tmp.fileno())
         if path.exists():
             os.chmod(tmp_name, path.stat().st_mode & 0o7777)
         else:
@@ -38,7 +42,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    _fsync_directory(directory)
+    if durable:
+        _fsync_directory(directory)
 
 
 def _fsync_directory(directory: Path) -> None:

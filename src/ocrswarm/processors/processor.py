@@ -43,13 +43,16 @@ class PageJob:
     """Everything a processor needs to process one page, and nothing about the whole METS.
 
     `inputs` holds, in the order of the input fileGrps (`-I A,B`), that page's files in each
-    (a fileGrp with no file for this page is simply absent).
+    (a fileGrp with no file for this page is simply absent). `durable` outputs are fsynced
+    one by one; the engine turns that off because it syncs each batch of outputs at once
+    before recording them as done.
     """
 
     workspace_dir: Path
     page_id: str
     inputs: Sequence[InputFile]
     output_file_grps: Sequence[str]
+    durable: bool = True
 
     def href_of(self, path: Path) -> str:
         """The workspace-relative href (forward slashes) of a file inside the workspace.
@@ -72,7 +75,7 @@ class PageJob:
     ) -> OutputFile:
         """Write `content` atomically to its place in the workspace and describe it."""
         path, href = self.output_path(file_grp, file_id, suffix)
-        write_atomic(path, content)
+        write_atomic(path, content, durable=self.durable)
         return OutputFile(file_grp, file_id, mimetype, href, self.page_id)
 
 
