@@ -111,7 +111,10 @@ def builtin_defaults(executable: str) -> dict[str, object]:
     ("text", "message"),
     [
         ("dummy -I A -O B\nno-such-tool -I B -O C", "line 2: ocrd-no-such-tool: unknown processor"),
-        ("swarm-export -I A -O B -P format pdf", "line 1: ocrd-swarm-export: ocrd-swarm-export"),
+        (
+            "swarm-export -I A -O B -P format pdf",
+            "line 1: ocrd-swarm-export: parameter 'format' must be one of",
+        ),
         ("dummy -I A -O B\ndummy -I A -O B", "line 2: ocrd-dummy: fileGrp B is already produced"),
         (
             "dummy -I B -O C\ndummy -I A -O B",

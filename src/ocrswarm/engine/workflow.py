@@ -17,7 +17,11 @@ from typing import Any
 
 from ocrswarm.errors import OcrswarmError, UsageError
 from ocrswarm.processors.ocrd_tool import tool_json
-from ocrswarm.processors.parameters import parse_parameter_args, validate_parameters
+from ocrswarm.processors.parameters import (
+    ParameterError,
+    parse_parameter_args,
+    validate_parameters,
+)
 
 _OPTION_NAMES = {
     "-I": "-I",
@@ -176,6 +180,8 @@ def validate_steps(
             raise _step_error(step, f"unknown processor {step.executable!r}")
         try:
             parameters = validate_parameters(tool, step.parameters)
+        except ParameterError as failure:  # its message names the executable already
+            raise _step_error(step, "; ".join(failure.problems)) from failure
         except OcrswarmError as failure:
             raise _step_error(step, str(failure)) from failure
         for grp in step.input_file_grps:
