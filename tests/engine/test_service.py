@@ -139,3 +139,15 @@ def test_a_mets_replaced_on_disk_is_read_again_not_overwritten(
     assert [f.id for f in final.find_files(file_grp="EXTRA")] == ["EXTRA_1"]
     assert len(final.find_files(file_grp="OUT")) == 2
     assert len(final.find_files(file_grp="OUT2")) == 2
+
+
+def test_workers_alive_counts_the_pool_while_running(store: Store) -> None:
+    service = EngineService(store, CoordinatorOptions(workers=2))
+    assert service.workers_alive() == 0
+    service.start()
+    try:
+        wait_until(lambda: service.workers_alive() == 2)
+        assert service.workers_alive() == 2
+    finally:
+        service.stop()
+    assert service.workers_alive() == 0

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -19,6 +20,7 @@ from ocrswarm.server.routes import observe
 from ocrswarm.server.settings import ServerSettings, TokenEntry
 from tests.engine.conftest import FakeClock
 from tests.engine.storetools import result_of, submit
+from tests.server.conftest import ServerProcess, wait_for
 
 WORKFLOW = "dummy -I OCR-D-IMG -O A\nswarm-binarize -I A -O B\n"
 
@@ -71,6 +73,22 @@ def test_health_is_503_without_workers(store: Store, tmp_path: Path) -> None:
         answer = client.get("/health")
     assert answer.status_code == 503
     assert answer.json()["status"] == "unavailable"
+
+
+def test_health_is_503_when_the_engine_cannot_count_workers(store: Store, tmp_path: Path) -> None:
+    with TestClient(app_over(store, tmp_path, workers=None)) as client:
+        answer = client.get("/health")
+    assert answer.status_code == 503
+    assert answer.json()["workers_alive"] == 0
+
+
+def test_health_of_a_live_server_counts_its_workers(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.url, timeout=30.0) as http:
+        answer = wait_for(http, "/health", lambda body: body["workers_alive"] == server.workers)
+        metrics = http.get("/metrics").text
+    assert answer["status"] == "ok"
+    assert answer["workers_alive"] == server.workers
+    assert f"ocrswarm_workers_alive {float(server.workers)}" in metrics
 
 
 def test_health_is_503_when_the_store_is_unreachable(tmp_path: Path) -> None:

@@ -154,6 +154,10 @@ class Coordinator:
             self._abort = True
         self._stopping = True
 
+    def workers_alive(self) -> int:
+        """How many worker processes of the pool are alive now (callable from any thread)."""
+        return sum(1 for slot in list(self._pool.slots) if slot.process.is_alive())
+
     def run(self) -> Progress | None:
         """Process until the workflow job is finished (its final progress) or until `stop`
         (None without a job); raises Interrupted when SIGINT/SIGTERM stopped it."""

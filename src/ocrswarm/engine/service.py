@@ -177,6 +177,12 @@ class EngineService:
             thread.join()
         self._threads.clear()
 
+    def workers_alive(self) -> int:
+        """How many worker processes are alive now (0 before start and after stop)."""
+        with self._coordinator_lock:
+            coordinator = self._coordinator
+        return 0 if coordinator is None else coordinator.workers_alive()
+
     def add_workspace(self, workspace_id: str) -> None:
         """A job was submitted in `workspace_id`: its outputs go into its METS."""
         self.writers.add(workspace_id)

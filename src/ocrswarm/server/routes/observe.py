@@ -37,7 +37,7 @@ _QUEUE_STATES = (State.CACHED, State.QUEUED, State.RUNNING)
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     store: bool
-    workers_alive: int | None = Field(description="None: the engine cannot count them")
+    workers_alive: int = Field(description="worker processes alive; 0 makes the server unavailable")
     version: str
 
 
@@ -55,7 +55,7 @@ def health(
 ) -> JSONResponse:
     reachable = store_reachable(store)
     alive = workers_alive(service)
-    ok = reachable and (alive is None or alive > 0)
+    ok = reachable and alive > 0
     body = Health(
         status="ok" if ok else "unavailable",
         store=reachable,
@@ -65,10 +65,13 @@ def health(
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
-def workers_alive(service: EngineService) -> int | None:
-    """How many worker processes the engine service has alive; None if it cannot say."""
-    count = getattr(service, "workers_alive", None)
-    return int(count()) if callable(count) else None
+def workers_alive(service: EngineService) -> int:
+    """How many worker processes the engine service has alive; 0 when it cannot say (an
+    engine that fails to answer cannot do work either)."""
+    try:
+        return service.workers_alive()
+    except Exception:
+        return 0
 
 
 def store_reachable(store: Store) -> bool:
@@ -151,9 +154,9 @@ class StoreCollector(Collector):
         yield done
         yield failed
         yield queued
-        alive = workers_alive(self._service)
-        if alive is not None:
-            yield GaugeMetricFamily("ocrswarm_workers_alive", "Worker processes alive", value=alive)
+        yield GaugeMetricFamily(
+            "ocrswarm_workers_alive", "Worker processes alive", value=workers_alive(self._service)
+        )
         with self._lock:
             for job in jobs:
                 if job.state in FINISHED and job.id not in self._timed_jobs:
