@@ -4,6 +4,7 @@ does nothing twice in the METS, and leaves no job RUNNING."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -95,3 +96,42 @@ def test_a_second_server_on_the_same_data_dir_is_refused(
         second.start()
     assert first.process is not None
     assert first.process.poll() is None
+
+
+def test_sigterm_ends_a_live_progress_stream_and_the_server(
+    server_factory: Callable[..., ServerProcess], make_workspace: Callable[..., Path]
+) -> None:
+    mets = make_workspace(PAGES)
+    server = server_factory()
+    slow = "test-sleep -I OCR-D-IMG -O SLOW1 -P seconds 1\n"
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        job = (
+            client.post(
+                "/workflow/run",
+                params={"mets_path": str(mets)},
+                files={"workflow": ("w.txt", slow.encode())},
+            )
+            .raise_for_status()
+            .json()
+        )
+    lines: list[str] = []
+    first_event = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{server.url}/job/{job['job_id']}/events", timeout=60) as events:
+            for line in events.iter_lines():
+                lines.append(line)
+                first_event.set()
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert first_event.wait(30)
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    listener.join(15)  # generous; without the stop signal the stream stays open for the job
+
+    assert not listener.is_alive(), "the event stream stayed open after SIGTERM"
+    end = lines[lines.index("event: end") + 1]
+    assert '"server_stopping":true' in end
+    assert server.stop(timeout=15) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in server.log()

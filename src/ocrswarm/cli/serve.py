@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -35,9 +37,11 @@ def serve(
     """Serve the OCR-D Web API: processors, workflows and workspaces, with jobs that
     survive a restart. Options given here override the configuration file."""
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from ocrswarm.server.app import create_app
     from ocrswarm.server.auth import open_api_warning
+    from ocrswarm.server.graceful import GracefulServer, stopping_event
 
     settings = load_settings(config_file).with_overrides(
         host=host, port=port, data_dir=data_dir, workers=workers
@@ -48,11 +52,17 @@ def serve(
     warning = open_api_warning(settings)
     if warning:
         click.secho(f"warning: {warning}", err=True, fg="yellow")
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",
         proxy_headers=False,  # X-Forwarded-For is judged by the IP allowlist, not uvicorn
         timeout_graceful_shutdown=30,
     )
+    server = GracefulServer(config, stopping_event(app))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C after a clean stop, as uvicorn.run
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)

@@ -12,6 +12,7 @@ import fcntl
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -26,13 +27,32 @@ from ocrswarm.errors import UsageError
 from ocrswarm.server.auth import IpAllowlist, Role, require
 from ocrswarm.server.callbacks import CallbackSender, PendingCallbacks
 from ocrswarm.server.errors import install_error_handlers
+from ocrswarm.server.graceful import stopping_event
 from ocrswarm.server.limits import RequestSizeLimit
 from ocrswarm.server.metscache import WorkspaceCache
 from ocrswarm.server.routes import discovery, jobs, observe, processing, workflow, workspace
+from ocrswarm.server.schemas import ErrorBody
 from ocrswarm.server.settings import ServerSettings
 from ocrswarm.server.submission import keep_promise
 
 ROUTERS = (discovery, processing, workflow, workspace, jobs, observe)
+
+# The error answers every route may give, declared in the published OpenAPI document (a
+# route's own declaration of a status wins). 422 replaces FastAPI's list-only validation
+# error: a bad workflow text or input fileGrp is a 422 with a message. The schema is given
+# as JSON content, not as a model: FastAPI would file a model under a plain-text route's
+# media type, but every error is JSON.
+_ERROR_CONTENT = {"application/json": {"schema": ErrorBody.model_json_schema()}}
+ERROR_ANSWERS: dict[int | str, dict[str, Any]] = {
+    status: {"description": description, "content": _ERROR_CONTENT}
+    for status, description in (
+        (400, "Invalid request (e.g. a parameter)"),
+        (401, "No token, or an unknown one"),
+        (403, "Forbidden (role, address or path)"),
+        (404, "Not found"),
+        (422, "Invalid request body or query"),
+    )
+}
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
@@ -69,6 +89,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.workspace_cache = WorkspaceCache()
+    stopping_event(app)  # set by GracefulServer on SIGTERM; live streams end on it
     install_error_handlers(app)
     # The last added runs first: the allowlist before anything reads a byte of the body.
     app.add_middleware(
@@ -78,7 +99,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.add_middleware(IpAllowlist, allow=settings.allow, trusted_proxies=settings.trusted_proxies)
     for module in ROUTERS:
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_ANSWERS)
     app.include_router(_documentation(app))
     return app
 

@@ -9,6 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from ocrswarm.engine.states import State
 
 
+class ErrorBody(BaseModel):
+    """Every error answer: what went wrong (a message, or the list of invalid fields)."""
+
+    detail: str | list[Any]
+
+
 class ProcessorArgs(BaseModel):
     """POST /processor/run/{executable}: what to run where."""
 

@@ -8,6 +8,7 @@ one source of truth, so the stream is right whichever process or worker moved th
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Protocol
 
 import anyio
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -27,6 +28,8 @@ from ocrswarm.errors import NotFoundError, UsageError
 from ocrswarm.processors.ocrd_tool import canonical_executable
 from ocrswarm.server.auth import Role, require
 from ocrswarm.server.deps import get_service
+from ocrswarm.server.graceful import stopping_event
+from ocrswarm.server.schemas import ErrorBody
 
 router = APIRouter(tags=["jobs"])
 
@@ -53,12 +56,6 @@ ServiceDep = Annotated[Settling, Depends(get_service)]
 # heartbeat comment (which keeps proxies from closing an idle connection).
 EVENT_POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 15.0
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: what went wrong (a message, or the list of invalid fields)."""
-
-    detail: str | list[Any]
 
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -283,7 +280,8 @@ def _processing_summary(job: JobInfo, state: State) -> JobSummary:
     description=(
         "One `progress` event per change (task counts per state, pages done, failed and "
         "cancelled, pages per second), a `: heartbeat` comment while nothing changes, and a "
-        "last `end` event with the final state."
+        "last `end` event with the final state — or, when the server stops first, with the "
+        "state then and `server_stopping: true`."
     ),
     response_class=StreamingResponse,
     responses={
@@ -291,10 +289,10 @@ def _processing_summary(job: JobInfo, state: State) -> JobSummary:
         **NOT_FOUND,
     },
 )
-async def job_events(job_id: str, service: ServiceDep) -> StreamingResponse:
+async def job_events(job_id: str, request: Request, service: ServiceDep) -> StreamingResponse:
     first = await run_in_threadpool(_read, service, job_id)  # an unknown job is a 404 here
     return StreamingResponse(
-        _progress_events(service, first),
+        _progress_events(service, first, stopping_event(request.app)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -323,14 +321,16 @@ def _read(service: Settling, job_id: str) -> _Reading:
     return _Reading(service.store.progress(job_id), state)
 
 
-async def _progress_events(service: Settling, first: _Reading) -> AsyncIterator[str]:
-    """Events from a job's progress until its state is final."""
+async def _progress_events(
+    service: Settling, first: _Reading, stopping: threading.Event
+) -> AsyncIterator[str]:
+    """Events from a job's progress until its state is final or the server stops."""
     job_id = first.progress.job_id
     current = first
     started = time.monotonic()
     yield _event("progress", _progress_data(current, 0.0))
     quiet_since = started
-    while current.state not in FINISHED:
+    while current.state not in FINISHED and not stopping.is_set():
         await anyio.sleep(EVENT_POLL_SECONDS)
         latest = await run_in_threadpool(_read, service, job_id)
         now = time.monotonic()
@@ -342,7 +342,10 @@ async def _progress_events(service: Settling, first: _Reading) -> AsyncIterator[
             yield ": heartbeat\n\n"
             quiet_since = now
         current = latest
-    yield _event("end", {"job_id": job_id, "state": current.state})
+    end: dict[str, Any] = {"job_id": job_id, "state": current.state}
+    if current.state not in FINISHED:
+        end["server_stopping"] = True
+    yield _event("end", end)
 
 
 def _progress_data(reading: _Reading, pages_per_second: float) -> dict[str, Any]:
