@@ -151,3 +151,26 @@ def test_workers_alive_counts_the_pool_while_running(store: Store) -> None:
     finally:
         service.stop()
     assert service.workers_alive() == 0
+
+
+def test_each_job_writes_the_agent_of_its_step_once(tmp_path: Path, store: Store) -> None:
+    mets_path = workspace(tmp_path, "a", 2)
+    workspace_id = store.add_workspace(mets_path)
+    second = WorkflowStep("ocrd-swarm-dummy", ("OCR-D-IMG",), ("OUT2",), {})
+    service = EngineService(store, CoordinatorOptions(workers=1))
+    finished: list[str] = []
+    service.start()
+    try:
+        for step in (DUMMY, second):
+            job = store.submit_processing_job(workspace_id, step, page_inputs(mets_path))
+            service.add_workspace(workspace_id)
+            service.on_finished(job.id, lambda job_id, _state: finished.append(job_id))
+            wait_until(lambda job_id=job.id: job_id in finished)
+    finally:
+        service.stop()
+    outputs = [
+        dict(agent.notes)["output-file-grp"]
+        for agent in Mets.read(mets_path).agents
+        if agent.name.startswith("ocrd-swarm-dummy ")
+    ]
+    assert outputs == ["OUT", "OUT2"]

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocrswarm.engine.coordinator import Coordinator, CoordinatorOptions, Interrupted
-from ocrswarm.engine.metswriter import MetsWriter
+from ocrswarm.engine.metswriter import MetsWriter, StepAgent
+from ocrswarm.engine.records import JobInfo
 from ocrswarm.engine.states import FINISHED, State
 from ocrswarm.engine.store import Store
+from ocrswarm.engine.tools import tool_description, tool_version
 from ocrswarm.errors import OcrswarmError
 from ocrswarm.formats.workspace import Workspace
 
@@ -45,7 +47,8 @@ class WorkspaceWriters:
 
     Each workspace's outbox is emptied completely when its save is due; `flushed_at`
     records when the last complete flush of a workspace began, so every task completed
-    before that moment is in its METS.
+    before that moment is in its METS. A workspace with new jobs gets a writer that knows
+    their steps' agents, each written with the first output of its step.
     """
 
     def __init__(self, store: Store) -> None:
@@ -57,11 +60,15 @@ class WorkspaceWriters:
         self._flushed_at: dict[str, float] = {}
         self._stamps: dict[str, tuple[int, int, int]] = {}  # of each METS as last written
         self._urgent: set[str] = set()
+        self._new_jobs: set[str] = set()  # workspaces whose writer lacks some jobs' agents
+        self._agents: dict[str, StepAgent | None] = {}  # by job id; None: cannot be said
 
     def add(self, workspace_id: str) -> None:
-        """Watch `workspace_id` for outputs to register (thread-safe)."""
+        """Watch `workspace_id` for outputs to register, and the agents of its jobs as they
+        are now (thread-safe; call it after submitting a job)."""
         with self._lock:
             self._known.add(workspace_id)
+            self._new_jobs.add(workspace_id)
 
     def hurry(self, workspace_id: str) -> None:
         """Someone waits for this workspace's METS: flush it at the next chance."""
@@ -114,16 +121,52 @@ class WorkspaceWriters:
     def _current_writer(self, workspace_id: str) -> MetsWriter:
         """The workspace's writer, made again when someone else changed the METS on disk
         (a workspace replaced by upload): its METS in memory would overwrite theirs."""
+        with self._lock:
+            new_jobs = workspace_id in self._new_jobs
+            self._new_jobs.discard(workspace_id)
         writer = self._writers.get(workspace_id)
-        if writer is not None and _stamp(writer.workspace.mets_path) == self._stamps.get(
+        unchanged = writer is not None and _stamp(writer.workspace.mets_path) == self._stamps.get(
             workspace_id
-        ):
+        )
+        if writer is not None and unchanged and not new_jobs:
             return writer
-        mets_path = self._store.workspace(workspace_id).mets_path
-        self._stamps[workspace_id] = _stamp(mets_path)  # before reading: a change shows
-        writer = MetsWriter(Workspace.open(mets_path), self._store, workspace_id)
+        if writer is not None and unchanged:
+            workspace = writer.workspace  # its METS in memory is the one on disk
+        else:
+            mets_path = self._store.workspace(workspace_id).mets_path
+            self._stamps[workspace_id] = _stamp(mets_path)  # before reading: a change shows
+            workspace = Workspace.open(mets_path)
+        agents = [agent for job in self._store.jobs(workspace_id) if (agent := self._agent_of(job))]
+        writer = MetsWriter(workspace, self._store, workspace_id, agents=agents)
         self._writers[workspace_id] = writer
         return writer
+
+    def _agent_of(self, job: JobInfo) -> StepAgent | None:
+        """The agent of the job's step; None (logged once) if the tool cannot say its
+        version: a missing agent must never keep outputs out of the METS."""
+        if job.id not in self._agents:
+            try:
+                self._agents[job.id] = step_agent(job)
+            except Exception:
+                log.exception("no mets:agent for job %s (%s)", job.id, job.executable)
+                self._agents[job.id] = None
+        return self._agents[job.id]
+
+
+def step_agent(job: JobInfo) -> StepAgent:
+    """The mets:agent of a job's step, as `ocrswarm run` writes it (no page selection:
+    a job's pages are in the store, not its request)."""
+    tool = tool_description(job.executable) or {}
+    role = next(iter(tool.get("steps") or []), "") or "processing"
+    return StepAgent.for_step(
+        job.executable,
+        tool_version(job.executable),
+        str(role),
+        job.input_file_grps,
+        job.output_file_grps,
+        job.parameters,
+        None,
+    )
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
