@@ -12,19 +12,19 @@ import fcntl
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ocrswarm.engine.coordinator import Coordinator, CoordinatorOptions, Interrupted
 from ocrswarm.engine.documenttext import write_document_text
-from ocrswarm.engine.metswriter import MetsWriter, StepAgent
+from ocrswarm.engine.metswriter import MetsWriter
 from ocrswarm.engine.prepare import PreparedWorkspace, RunInput, prepare_workspace
 from ocrswarm.engine.records import FileRef, PageInputs, Progress
 from ocrswarm.engine.states import State
 from ocrswarm.engine.store import Store, sqlite_url
-from ocrswarm.engine.tools import tool_description, tool_version
+from ocrswarm.engine.tools import step_agent, tool_description
 from ocrswarm.engine.workers import WorkerPool
 from ocrswarm.engine.workflow import (
     WorkflowStep,
@@ -216,7 +216,16 @@ def _run(
         workspace,
         store,
         workspace_id,
-        agents=[_agent(step, request.page_selection) for step in plan.steps],
+        agents=[
+            step_agent(
+                step.executable,
+                step.input_file_grps,
+                step.output_file_grps,
+                step.parameters,
+                request.page_selection,
+            )
+            for step in plan.steps
+        ],
     )
     writer.flush(force=True)  # what a crashed run completed but did not register
     before = store.progress(job_id)
@@ -335,20 +344,6 @@ def _refuse_existing_output(
                     "selected pages (from another workflow or page selection); "
                     "pass --overwrite to replace them"
                 )
-
-
-def _agent(step: WorkflowStep, page_selection: str | None) -> StepAgent:
-    tool: Mapping[str, Any] = tool_description(step.executable) or {}
-    role = next(iter(tool.get("steps") or []), "") or "processing"
-    return StepAgent.for_step(
-        step.executable,
-        tool_version(step.executable),
-        str(role),
-        step.input_file_grps,
-        step.output_file_grps,
-        step.parameters,
-        page_selection,
-    )
 
 
 @contextlib.contextmanager

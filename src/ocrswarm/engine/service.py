@@ -28,7 +28,7 @@ from ocrswarm.engine.metswriter import MetsWriter, StepAgent
 from ocrswarm.engine.records import JobInfo
 from ocrswarm.engine.states import FINISHED, State
 from ocrswarm.engine.store import Store
-from ocrswarm.engine.tools import tool_description, tool_version
+from ocrswarm.engine.tools import step_agent
 from ocrswarm.errors import OcrswarmError
 from ocrswarm.formats.workspace import Workspace
 
@@ -146,27 +146,14 @@ class WorkspaceWriters:
         version: a missing agent must never keep outputs out of the METS."""
         if job.id not in self._agents:
             try:
-                self._agents[job.id] = step_agent(job)
+                # No page selection: a job's pages are in the store, not in its request.
+                self._agents[job.id] = step_agent(
+                    job.executable, job.input_file_grps, job.output_file_grps, job.parameters
+                )
             except Exception:
                 log.exception("no mets:agent for job %s (%s)", job.id, job.executable)
                 self._agents[job.id] = None
         return self._agents[job.id]
-
-
-def step_agent(job: JobInfo) -> StepAgent:
-    """The mets:agent of a job's step, as `ocrswarm run` writes it (no page selection:
-    a job's pages are in the store, not its request)."""
-    tool = tool_description(job.executable) or {}
-    role = next(iter(tool.get("steps") or []), "") or "processing"
-    return StepAgent.for_step(
-        job.executable,
-        tool_version(job.executable),
-        str(role),
-        job.input_file_grps,
-        job.output_file_grps,
-        job.parameters,
-        None,
-    )
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

@@ -7,10 +7,11 @@ executables on PATH, run page by page in private one-page workspaces.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ocrswarm import __version__
+from ocrswarm.engine.metswriter import StepAgent
 from ocrswarm.errors import UsageError
 from ocrswarm.processors import registry
 from ocrswarm.processors.ocrd_tool import tool_json
@@ -75,3 +76,25 @@ def _external_tool(executable: str) -> Any:
     from ocrswarm.processors.external import discover_external_tools
 
     return discover_external_tools().get(executable)
+
+
+def step_agent(
+    executable: str,
+    input_file_grps: Sequence[str],
+    output_file_grps: Sequence[str],
+    parameters: Mapping[str, Any],
+    page_selection: str | None = None,
+) -> StepAgent:
+    """The mets:agent of one processing step: the tool's version, its first OCR-D step as
+    the role, and the fileGrps, parameters and pages as notes."""
+    tool: Mapping[str, Any] = tool_description(executable) or {}
+    role = next(iter(tool.get("steps") or []), "") or "processing"
+    return StepAgent.for_step(
+        executable,
+        tool_version(executable),
+        str(role),
+        input_file_grps,
+        output_file_grps,
+        parameters,
+        page_selection,
+    )
