@@ -30,7 +30,16 @@ from ocrswarm.formats.page import (
     TextRegion,
     Word,
 )
-from ocrswarm.processors.imaging import PageImage, segment_image
+from ocrswarm.processors.dummy import processing_step_item
+from ocrswarm.processors.imaging import (
+    PageImage,
+    load_input_page,
+    page_image,
+    page_output,
+    segment_image,
+)
+from ocrswarm.processors.ocrd_tool import tool_json
+from ocrswarm.processors.processor import OutputFile, PageJob, Processor
 from ocrswarm.processors.tesseract import (
     SINGLE_BLOCK,
     SINGLE_LINE,
@@ -300,3 +309,25 @@ def _reading_order_ids(page: Page) -> set[str]:
         ids.add(group.id)
         stack.extend(member for member in group.members if isinstance(member, ReadingOrderGroup))
     return ids
+
+
+class AnnotatingProcessor(Processor):
+    """What segment and recognize share: a resident Tesseract and the PageAnnotator over it.
+
+    Subclasses set `self.tesseract` and `self.annotator` in `__init__`; every page is then
+    loaded, annotated, stamped with the processing step and written the same way.
+    """
+
+    tesseract: Tesseract
+    annotator: PageAnnotator
+
+    def process_page(self, job: PageJob) -> list[OutputFile]:
+        pcgts = load_input_page(job)
+        image = page_image(pcgts, job.workspace_dir, dpi=self.parameters["dpi"])
+        self.annotator.annotate(pcgts, image)
+        step = tool_json(self.executable)["steps"][0]
+        pcgts.metadata_extras.append(processing_step_item(self.executable, step, self.parameters))
+        return [page_output(job, pcgts, file_grp=job.output_file_grps[0])]
+
+    def close(self) -> None:
+        self.tesseract.close()
