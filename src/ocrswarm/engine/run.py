@@ -7,12 +7,10 @@ lock proves it is dead), pages that failed are retried, and no finished page is 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from ocrswarm.engine.coordinator import Coordinator, CoordinatorOptions, Interru
 from ocrswarm.engine.documenttext import write_document_text
 from ocrswarm.engine.metswriter import MetsWriter
 from ocrswarm.engine.prepare import PreparedWorkspace, RunInput, prepare_workspace
+from ocrswarm.engine.processlock import exclusive_lock
 from ocrswarm.engine.records import FileRef, PageInputs, Progress
 from ocrswarm.engine.states import State
 from ocrswarm.engine.store import Store, sqlite_url
@@ -163,7 +162,8 @@ def run_workflow(
         prepared = prepare_workspace(source, output)
         prepared.state_dir.mkdir(exist_ok=True)
         url = request.db_url or sqlite_url(prepared.state_dir / "state.sqlite")
-        with _run_lock(prepared.state_dir / "run.lock"), Store(url) as store:
+        lock = prepared.state_dir / "run.lock"
+        with exclusive_lock(lock, lambda holder: _run_locked(holder, lock)), Store(url) as store:
             store.migrate()
             summary = _run(store, prepared, wanted, request, pool, on_start, on_progress)
     finally:
@@ -346,24 +346,8 @@ def _refuse_existing_output(
                 )
 
 
-@contextlib.contextmanager
-def _run_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on OUT for this run; the OS drops it when the process dies."""
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise RunLockedError(
-                f"another ocrswarm run ({holder}) is working in {path.parent.parent}; "
-                "wait for it to end or stop it first"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _run_locked(holder: str, lock: Path) -> RunLockedError:
+    return RunLockedError(
+        f"another ocrswarm run ({holder}) is working in {lock.parent.parent}; "
+        "wait for it to end or stop it first"
+    )

@@ -8,9 +8,7 @@ leases given back, METS flushed — when it stops.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ocrswarm import __version__
 from ocrswarm.engine.coordinator import CoordinatorOptions
+from ocrswarm.engine.processlock import exclusive_lock
 from ocrswarm.engine.service import EngineService
 from ocrswarm.engine.store import Store
 from ocrswarm.errors import UsageError
@@ -61,7 +60,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        with _sole_server(settings.data_dir / "server.lock"):
+        lock = settings.data_dir / "server.lock"
+        with exclusive_lock(lock, lambda holder: _another_server(holder, settings.data_dir)):
             store = Store(settings.database_url)
             service = EngineService(store, CoordinatorOptions(workers=settings.workers))
             callbacks = CallbackSender(PendingCallbacks(settings.data_dir / "callbacks.json"))
@@ -104,28 +104,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
-@contextlib.contextmanager
-def _sole_server(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the data directory while serving: the engine takes back
-    every lease at start, which is right only when no other server works on the same state.
-    The OS drops the lock when the process dies, kill -9 included."""
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise UsageError(
-                f"another ocrswarm serve ({holder}) uses the data directory {path.parent}"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _another_server(holder: str, data_dir: Path) -> UsageError:
+    """One server per data directory: its engine takes back every lease at start."""
+    return UsageError(f"another ocrswarm serve ({holder}) uses the data directory {data_dir}")
 
 
 def _documentation(app: FastAPI) -> APIRouter:
