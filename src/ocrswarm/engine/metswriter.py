@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ocrswarm.engine.files import sync_filesystem
+from ocrswarm.engine.files import FileLike, sync_filesystem
 from ocrswarm.errors import OcrswarmError
 from ocrswarm.formats.mets import Agent
 from ocrswarm.formats.workspace import Workspace
@@ -31,15 +31,9 @@ log = logging.getLogger(__name__)
 _SAVE_SHARE = 0.05  # at most about this share of the time goes into saving
 
 
-class _FileEntry(Protocol):
-    @property
-    def file_grp(self) -> str: ...
-    @property
-    def file_id(self) -> str: ...
-    @property
-    def mimetype(self) -> str: ...
-    @property
-    def href(self) -> str: ...
+class _FileEntry(FileLike, Protocol):
+    """A file reference with the page it belongs to, as the METS needs it."""
+
     @property
     def page_id(self) -> str | None: ...
 
