@@ -33,10 +33,9 @@ from typing import Any, NamedTuple
 from ocrswarm.engine.files import page_job
 from ocrswarm.engine.records import FileRef, TaskLease
 from ocrswarm.engine.tools import processor_class
-from ocrswarm.errors import FormatError, MetsError, OcrswarmError
-from ocrswarm.formats.mets import check_file_grp_name, check_id
-from ocrswarm.formats.workspace import resolve_href
+from ocrswarm.errors import FormatError, OcrswarmError
 from ocrswarm.processors.processor import OutputFile, Processor
+from ocrswarm.processors.processor import check_outputs as check_page_outputs
 
 STOP = "stop"
 IDLE = 0  # the shared current-task value of a worker between tasks
@@ -259,26 +258,14 @@ class ResidentProcessors:
 
 
 def check_outputs(work: Work, outputs: Sequence[OutputFile]) -> None:
-    """Refuse what the METS writer must never see: foreign fileGrps or pages, duplicate or
-    malformed IDs, files that were not written or lie outside the workspace. Checked here,
-    where the page can still fail."""
-    seen: set[str] = set()
-    for output in outputs:
-        where = f"{work.executable} returned output file {output.file_id!r}"
-        if output.file_grp not in work.output_file_grps:
-            raise MetsError(
-                f"{where} in fileGrp {output.file_grp!r}, which is not an output fileGrp "
-                f"of this step ({', '.join(work.output_file_grps)})"
-            )
-        if output.page_id != work.page_id:
-            raise MetsError(f"{where} for page {output.page_id!r}, not {work.page_id!r}")
-        if output.file_id in seen:
-            raise MetsError(f"{where} twice")
-        seen.add(output.file_id)
-        check_id(output.file_id, "file ID")
-        check_file_grp_name(output.file_grp)
-        if not resolve_href(Path(work.workspace_dir), output.href).is_file():
-            raise MetsError(f"{where} at {output.href!r}, but wrote nothing there")
+    """Check a page's outputs here, in the worker, where the page can still fail."""
+    check_page_outputs(
+        outputs,
+        executable=work.executable,
+        output_file_grps=work.output_file_grps,
+        page_id=work.page_id,
+        workspace_dir=Path(work.workspace_dir),
+    )
 
 
 def describe_error(error: BaseException) -> str:

@@ -38,6 +38,7 @@ from ocrswarm.errors import FormatError, OcrswarmError
 from ocrswarm.formats.atomicfile import write_atomic
 from ocrswarm.formats.images import suffix_for
 from ocrswarm.formats.mets import MIMETYPE_PAGE, Mets, MetsFile, is_url
+from ocrswarm.formats.page import unique_id
 from ocrswarm.formats.safexml import parse_xml
 from ocrswarm.formats.workspace import METS_BASENAME, Workspace
 from ocrswarm.processors.ocrd_tool import executables
@@ -336,7 +337,7 @@ def _placements(job: PageJob, produced: list[MetsFile]) -> dict[MetsFile, tuple[
             else:
                 tail = file.id.removeprefix(f"{main.id}_") if main else file.id
                 file_id = f"{base}_{_UNSAFE_ID_CHARACTERS.sub('_', tail)}"
-            file_id = _unused(file_id, used)
+            file_id = unique_id(file_id, used)
             placements[file] = (file_id, f"{file_grp}/{file_id}{_suffix(file)}")
     return placements
 
@@ -392,15 +393,6 @@ def _suffix(file: MetsFile) -> str:
     if suffix and _SUFFIX.fullmatch(suffix):
         return suffix.lower()
     return suffix_for(file.mimetype) or _OTHER_SUFFIXES.get(file.mimetype, "")
-
-
-def _unused(file_id: str, used: set[str]) -> str:
-    candidate, number = file_id, 1
-    while candidate in used:
-        number += 1
-        candidate = f"{file_id}_{number}"
-    used.add(candidate)
-    return candidate
 
 
 def _link(source: Path, target: Path) -> None:

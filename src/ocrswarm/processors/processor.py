@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ocrswarm.errors import FormatError
+from ocrswarm.errors import FormatError, MetsError
 from ocrswarm.formats.atomicfile import write_atomic
+from ocrswarm.formats.mets import check_file_grp_name, check_id
+from ocrswarm.formats.workspace import resolve_href
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,38 @@ class PageJob:
         path, href = self.output_path(file_grp, file_id, suffix)
         write_atomic(path, content, durable=self.durable)
         return OutputFile(file_grp, file_id, mimetype, href, self.page_id)
+
+
+def check_outputs(
+    outputs: Sequence[OutputFile],
+    *,
+    executable: str,
+    output_file_grps: Sequence[str],
+    page_id: str,
+    workspace_dir: Path,
+) -> None:
+    """Refuse what a METS must never see from a processor: foreign fileGrps or pages,
+    duplicate or malformed IDs, files that were not written or lie outside the workspace.
+
+    Run before anything of the page is registered, so that a page is all in or all out.
+    """
+    seen: set[str] = set()
+    for output in outputs:
+        where = f"{executable} returned output file {output.file_id!r}"
+        if output.file_grp not in output_file_grps:
+            raise MetsError(
+                f"{where}: fileGrp {output.file_grp!r} is not an output fileGrp of this "
+                f"step ({', '.join(output_file_grps)})"
+            )
+        if output.page_id != page_id:
+            raise MetsError(f"{where} for page {output.page_id!r}, not {page_id!r}")
+        if output.file_id in seen:
+            raise MetsError(f"{where} twice")
+        seen.add(output.file_id)
+        check_id(output.file_id, "file ID")
+        check_file_grp_name(output.file_grp)
+        if not resolve_href(workspace_dir, output.href).is_file():
+            raise MetsError(f"{where} at {output.href!r}, but wrote nothing there")
 
 
 def output_file_id(file_grp: str, page_id: str, suffix: str = "") -> str:

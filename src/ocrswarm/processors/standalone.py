@@ -24,7 +24,13 @@ from ocrswarm.errors import MetsError, OcrswarmError, UsageError
 from ocrswarm.formats.mets import MIMETYPE_PAGE, MetsFile, check_file_grp_name
 from ocrswarm.formats.pageselect import select_pages
 from ocrswarm.formats.workspace import Workspace
-from ocrswarm.processors.processor import InputFile, OutputFile, PageJob, Processor
+from ocrswarm.processors.processor import (
+    InputFile,
+    OutputFile,
+    PageJob,
+    Processor,
+    check_outputs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,21 +163,14 @@ def _register(
 ) -> list[MetsFile]:
     """Check every output before registering any, so that a page is all in or all out."""
     outputs = list(outputs)
-    seen: set[str] = set()
+    check_outputs(
+        outputs,
+        executable=run.executable,
+        output_file_grps=run.output_file_grps,
+        page_id=page_id,
+        workspace_dir=workspace.directory,
+    )
     for output in outputs:
-        where = f"output file {output.file_id!r}"
-        if output.file_grp not in run.output_file_grps:
-            raise MetsError(
-                f"{where}: fileGrp {output.file_grp!r} is not an output fileGrp of this run "
-                f"({', '.join(run.output_file_grps)})"
-            )
-        if output.page_id != page_id:
-            raise MetsError(f"{where} is for page {output.page_id!r}, not {page_id!r}")
-        if output.file_id in seen:
-            raise MetsError(f"{where} is returned twice")
-        seen.add(output.file_id)
-        if not workspace.resolve(output.href).is_file():
-            raise MetsError(f"{where}: {output.href!r} was not written")
         workspace.mets.check_new_file(
             output.file_grp, output.file_id, output.href, output.mimetype, page_id
         )
