@@ -54,7 +54,7 @@ def test_migrating_again_changes_nothing(store_url: str) -> None:
         with engine.connect() as connection:
             version = connection.execute(text("SELECT version_num FROM alembic_version")).all()
         engine.dispose()
-    assert version == [("0001",)]
+    assert version == [("0002",)]
 
 
 def test_a_new_sqlite_file_is_migrated_from_nothing(tmp_path: Path) -> None:

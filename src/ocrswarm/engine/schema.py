@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     literal,
+    false,
     or_,
 )
 
@@ -67,6 +68,8 @@ workflow_jobs = Table(
     # for each step, the earlier steps that produce its inputs (the per-page DAG)
     Column("step_predecessors", JSON, nullable=False),
     Column("page_count", Integer, nullable=False),
+    # the page selection it was submitted with (OCR-D's page_id), None for every page
+    Column("page_selection", Text),
     Column("created_at", Double, nullable=False),
     Index(None, "workspace_id", "fingerprint"),
 )
@@ -126,6 +129,9 @@ tasks = Table(
     Column("traceback", Text),
     Column("started_at", Double),
     Column("finished_at", Double),
+    # True while a QUEUED task's message is in RabbitMQ (distributed mode only); a task that
+    # goes back to QUEUED (retry, expired lease) is unpublished and sent again
+    Column("published", Boolean, nullable=False, server_default=false()),
     Index(None, "workflow_job_id", "page_index", "step", unique=True),
     # which states a job's tasks are in: seeks in this index (propagation._state_probe)
     Index(None, "job_id", "state", "id"),
@@ -177,6 +183,23 @@ files = Table(
     # workflow job alone (which grows to every file of a big job)
     Index(None, "page_id", "workflow_job_id"),
     Index(None, "workspace_id", "registered", "id"),
+)
+
+
+# Worker machines of a distributed deployment (`ocrswarm worker`): what each runs, how many
+# pages at a time, and when it was last heard of (heartbeat).
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("host", String, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("processors", JSON, nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("running", Integer, nullable=False),
+    Column("started_at", Double, nullable=False),
+    Column("last_seen", Double, nullable=False),
+    Column("stopped_at", Double),
 )
 
 
