@@ -107,6 +107,24 @@ def test_a_mets_is_worked_on_in_place(image_dir: Callable[..., Path], tmp_path: 
     assert len(Workspace.open(ws.mets_path).mets.find_files(file_grp="OCR-D-DUMMY")) == 2
 
 
+def test_input_file_grp_names_where_a_mets_keeps_its_images(
+    image_dir: Callable[..., Path], tmp_path: Path
+) -> None:
+    ws = Workspace.from_images(image_dir(2), tmp_path / "ws", file_grp="OCR-D-IMG-BIN")
+    ws.mets.add_file("MAX", "MAX_0001", "OCR-D-IMG-BIN/page_1.png", "image/png", "PHYS_0001")
+    ws.save()
+    guessed = ocrswarm(ws.mets_path, "-g", "PHYS_0001")
+    assert guessed.returncode == 2
+    assert "several image fileGrps (OCR-D-IMG-BIN, MAX)" in guessed.stderr
+    assert "-I GRP" in guessed.stderr
+    done = ocrswarm(ws.mets_path, "-I", "OCR-D-IMG-BIN", "-g", "PHYS_0001", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["pages"]["done"] == 1
+    assert "Page 1 of the sample" in (ws.directory / "text.txt").read_text()
+    [ocr] = Workspace.open(ws.mets_path).mets.find_files(file_grp="OCR-D-OCR")
+    assert ocr.page_id == "PHYS_0001"
+
+
 def test_usage_errors_exit_2(image_dir: Callable[..., Path], tmp_path: Path) -> None:
     scans = image_dir(1)
     no_out = ocrswarm(scans)

@@ -28,6 +28,7 @@ from ocrswarm.engine.store import Store, sqlite_url
 from ocrswarm.engine.workflow import WorkflowStep, default_workflow, parse_tasks
 from ocrswarm.errors import UsageError
 from ocrswarm.formats.mets import Mets
+from ocrswarm.formats.page import parse_page
 from ocrswarm.formats.workspace import Workspace
 from tests.conftest import REPO
 from tests.engine.fake_processors import EXTRA_PROCESSORS
@@ -262,6 +263,82 @@ def test_pages_without_input_are_skipped_with_a_warning(scans: Path, tmp_path: P
     assert summary.skipped_pages == ["PHYS_0004"]
     assert summary.pages_total == 3 and summary.exit_code == 0
     assert any("PHYS_0004" in warning for warning in summary.warnings)
+
+
+# --- a METS whose images are not in OCR-D-IMG ------------------------------------------------
+
+DUMMY = parse_tasks(["swarm-dummy -I OCR-D-IMG -O OCR-D-DUMMY"])
+
+
+@pytest.fixture
+def kant_in_max(shared_data: Path, tmp_path: Path) -> Path:
+    """A copy of the real kant_aufklaerung_1784 workspace with its images in fileGrp MAX."""
+    copy = tmp_path / "kant"
+    shutil.copytree(shared_data / "kant_aufklaerung_1784" / "data", copy)
+    for path in copy.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    mets = copy / "mets.xml"
+    mets.write_text(mets.read_text().replace('USE="OCR-D-IMG"', 'USE="MAX"'))
+    return mets
+
+
+def two_image_file_grps(scans: Path, directory: Path) -> Workspace:
+    """A workspace with each page's image in OCR-D-IMG-BIN and a copy in MAX; no OCR-D-IMG."""
+    ws = Workspace.from_images(scans, directory, file_grp="OCR-D-IMG-BIN")
+    (directory / "MAX").mkdir()
+    for number, file in enumerate(ws.mets.find_files(file_grp="OCR-D-IMG-BIN"), start=1):
+        shutil.copyfile(ws.resolve(file), directory / "MAX" / Path(file.href).name)
+        href = f"MAX/{Path(file.href).name}"
+        ws.mets.add_file("MAX", f"MAX_{number:04d}", href, file.mimetype, file.page_id)
+    ws.save()
+    return ws
+
+
+def image_hrefs(mets_path: Path, file_grp: str) -> list[str]:
+    """The image each PAGE of `file_grp` refers to, in page order."""
+    ws = Workspace.open(mets_path)
+    return [
+        parse_page(ws.resolve(file)).page.image_filename
+        for page_id in ws.mets.page_ids
+        for file in ws.mets.find_files(file_grp=file_grp, page_id=page_id)
+    ]
+
+
+def test_a_mets_with_one_image_file_grp_but_no_ocr_d_img_reads_that_one(
+    kant_in_max: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    summary = run(kant_in_max, out, DUMMY)
+    assert (summary.state, summary.pages_done, summary.pages_total) == (State.SUCCESS, 2, 2)
+    assert any("reading the page images from MAX" in warning for warning in summary.warnings)
+    assert image_hrefs(out / "mets.xml", "OCR-D-DUMMY") == [
+        "OCR-D-IMG/INPUT_0017.tif",
+        "OCR-D-IMG/INPUT_0020.tif",
+    ]
+    assert Workspace.open(out / "mets.xml").validate() == []
+    again = run(kant_in_max, out, DUMMY)  # OCR-D-DUMMY does not count as a second choice
+    assert again.resumed and again.workflow_job_id == summary.workflow_job_id
+
+
+def test_input_file_grp_names_the_images_for_the_workflow(scans: Path, tmp_path: Path) -> None:
+    ws = two_image_file_grps(scans, tmp_path / "ws")
+    with pytest.raises(UsageError, match=r"several image fileGrps \(OCR-D-IMG-BIN, MAX\).*-I"):
+        run(ws.mets_path, ws.directory, DUMMY)
+    summary = run(ws.mets_path, ws.directory, DUMMY, image_file_grp="MAX")
+    assert (summary.state, summary.pages_done, summary.warnings) == (State.SUCCESS, 3, [])
+    assert image_hrefs(ws.mets_path, "OCR-D-DUMMY") == [f"MAX/page_{n}.png" for n in (1, 2, 3)]
+    agent = Workspace.open(ws.mets_path).mets.agents[-1]
+    assert ("input-file-grp", "MAX") in agent.notes
+
+
+def test_input_file_grp_with_a_workflow_that_does_not_read_ocr_d_img_is_refused(
+    scans: Path, tmp_path: Path
+) -> None:
+    ws = two_image_file_grps(scans, tmp_path / "ws")
+    steps = parse_tasks(["swarm-dummy -I MAX -O OCR-D-DUMMY"])
+    with pytest.raises(UsageError, match="reads MAX from the METS; name OCR-D-IMG-BIN in its -I"):
+        run(ws.mets_path, ws.directory, steps, image_file_grp="OCR-D-IMG-BIN")
+    assert not Workspace.open(ws.mets_path).mets.find_files(file_grp="OCR-D-DUMMY")
 
 
 # --- the real command, killed for real -----------------------------------------------------

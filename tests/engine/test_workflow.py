@@ -21,6 +21,7 @@ from ocrswarm.engine.workflow import (
     parse_workflow,
     step_predecessors,
     validate_steps,
+    with_image_file_grp,
     workflow_fingerprint,
 )
 
@@ -166,6 +167,24 @@ def test_the_default_workflow_is_valid_and_recognises_then_exports() -> None:
     assert steps[0].parameters["model"] == "deu"
     assert [s.parameters["format"] for s in steps[1:]] == ["alto", "hocr", "text"]
     assert step_predecessors(steps) == [(), (0,), (0,), (0,)]
+
+
+def test_another_image_file_grp_replaces_only_what_is_read_from_the_mets() -> None:
+    steps = parse_tasks(
+        [
+            "swarm-binarize -I OCR-D-IMG -O OCR-D-BIN",
+            "swarm-dummy -I OCR-D-BIN,OCR-D-IMG -O OCR-D-DUMMY",
+        ]
+    )
+    moved = with_image_file_grp(steps, "MAX")
+    assert [(s.input_file_grps, s.output_file_grps) for s in moved] == [
+        (("MAX",), ("OCR-D-BIN",)),
+        (("OCR-D-BIN", "MAX"), ("OCR-D-DUMMY",)),
+    ]
+    assert mets_input_file_grps(with_image_file_grp(default_workflow("eng"), "MAX")) == ["MAX"]
+    made_here = parse_tasks(["swarm-dummy -I MAX -O OCR-D-IMG", "swarm-dummy -I OCR-D-IMG -O B"])
+    with pytest.raises(WorkflowError, match="reads MAX from the METS; name BIN in its -I"):
+        with_image_file_grp(made_here, "BIN")
 
 
 def test_formatted_workflows_parse_back() -> None:

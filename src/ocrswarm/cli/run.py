@@ -47,6 +47,15 @@ stderr = Console(stderr=True, highlight=False, markup=False)
     "Default: recognize, then export ALTO, hOCR and text.",
 )
 @click.option(
+    "-I",
+    "--input-file-grp",
+    "image_file_grp",
+    metavar="GRP",
+    help="The fileGrp of INPUT's METS that holds the page images. The default workflow "
+    "reads it, a -w workflow wherever it reads OCR-D-IMG from the METS. Default: OCR-D-IMG; "
+    "a METS without it and with just one fileGrp of images has that one read (with a warning).",
+)
+@click.option(
     "--model",
     help=f"Tesseract model of the default workflow (default: {DEFAULT_MODEL}; e.g. deu, deu+eng).",
 )
@@ -73,6 +82,7 @@ def run(
     output: Path | None,
     workflow: tuple[str, ...],
     model: str | None,
+    image_file_grp: str | None,
     jobs: int | None,
     page_selection: str | None,
     as_json: bool,
@@ -97,6 +107,7 @@ def run(
         output=output,
         steps=_steps(workflow) if workflow else None,
         model=model or DEFAULT_MODEL,
+        image_file_grp=image_file_grp,
         page_selection=page_selection,
         workers=jobs,
         db_url=db_url,

@@ -29,12 +29,14 @@ from ocrswarm.engine.workflow import (
     WorkflowStep,
     default_workflow,
     mets_input_file_grps,
+    reads_images_from_mets,
     validate_steps,
+    with_image_file_grp,
     workflow_fingerprint,
 )
 from ocrswarm.errors import ExitCode, FormatError, UsageError
 from ocrswarm.formats.pageselect import select_pages
-from ocrswarm.formats.workspace import Workspace
+from ocrswarm.formats.workspace import IMAGE_FILE_GRP, Workspace
 from ocrswarm.processors.tessdata import find_model
 
 DEFAULT_MODEL = "eng"
@@ -48,6 +50,7 @@ class RunRequest:
     output: Path | None = None  # default: in place for a METS; required otherwise
     steps: Sequence[WorkflowStep] | None = None  # None: the default workflow
     model: str = DEFAULT_MODEL
+    image_file_grp: str | None = None  # None: OCR-D-IMG, or a METS's only image fileGrp
     page_selection: str | None = None
     workers: int | None = None  # default: one per core
     db_url: str | None = None  # default: OUT/.ocrswarm/state.sqlite
@@ -150,6 +153,8 @@ def run_workflow(
     if output is None:
         raise UsageError(f"{request.input} is not a METS: say where the workspace goes (-o OUT)")
     wanted = request.steps or default_workflow(request.model)
+    if request.image_file_grp is not None:
+        wanted = with_image_file_grp(wanted, request.image_file_grp)
     checked = validate_steps(wanted, tool_description)  # before anything is made
     _check_models(checked)
     # The workers start now and load their models while OUT is prepared and jobs submitted.
@@ -180,9 +185,13 @@ class _Plan:
     page_ids: list[str]  # selected
     with_input: list[str]  # selected and with a file to read: the pages to process
     skipped: list[str]  # selected but without input
+    notes: list[str]  # how the plan was made, where it guessed
 
 
 def _plan(workspace: Workspace, wanted: Sequence[WorkflowStep], request: RunRequest) -> _Plan:
+    notes: list[str] = []
+    if request.image_file_grp is None:
+        wanted, notes = _images_elsewhere(workspace, wanted)
     steps = validate_steps(wanted, tool_description, available_file_grps=workspace.mets.file_groups)
     page_ids = select_pages(request.page_selection, workspace.mets.page_ids)
     groups = mets_input_file_grps(steps)
@@ -196,7 +205,45 @@ def _plan(workspace: Workspace, wanted: Sequence[WorkflowStep], request: RunRequ
             f"none of the {len(page_ids)} selected pages has a file in "
             f"{', '.join(groups)}; nothing to do"
         )
-    return _Plan(steps, page_ids, with_input, skipped)
+    return _Plan(steps, page_ids, with_input, skipped, notes)
+
+
+def _images_elsewhere(
+    workspace: Workspace, steps: Sequence[WorkflowStep]
+) -> tuple[list[WorkflowStep], list[str]]:
+    """A workflow that reads OCR-D-IMG, on a METS without it: its only image fileGrp instead.
+
+    An image fileGrp holds images only (every file image/*); those the workflow writes
+    itself do not count, so a resumed run chooses as the first one did.
+    """
+    mets = workspace.mets
+    if not reads_images_from_mets(steps) or IMAGE_FILE_GRP in mets.file_groups:
+        return list(steps), []
+    produced = {grp for step in steps for grp in step.output_file_grps}
+    candidates = [
+        grp
+        for grp in mets.file_groups
+        if grp not in produced
+        and (files := mets.find_files(file_grp=grp))
+        and all(file.mimetype.startswith("image/") for file in files)
+    ]
+    if len(candidates) != 1:
+        have = ", ".join(mets.file_groups) or "none"
+        found = (
+            f"several image fileGrps ({', '.join(candidates)})"
+            if candidates
+            else f"no fileGrp of images only (its fileGrps: {have})"
+        )
+        raise UsageError(
+            f"{workspace.mets_path} has no fileGrp {IMAGE_FILE_GRP} and {found}: "
+            "say which fileGrp holds the page images with -I GRP"
+        )
+    [grp] = candidates
+    note = (
+        f"{workspace.mets_path} has no fileGrp {IMAGE_FILE_GRP}: reading the page images from "
+        f"{grp}, its only image fileGrp (-I GRP chooses another)"
+    )
+    return with_image_file_grp(steps, grp), [note]
 
 
 def _run(
@@ -241,7 +288,7 @@ def _run(
         pages_done_now=0,
         elapsed_seconds=0.0,
         skipped_pages=plan.skipped,
-        warnings=[*prepared.warnings, *_skip_warnings(plan.skipped, plan.steps)],
+        warnings=[*prepared.warnings, *plan.notes, *_skip_warnings(plan.skipped, plan.steps)],
     )
     if on_start:
         on_start(summary)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ocrswarm.errors import OcrswarmError, UsageError
+from ocrswarm.formats.workspace import IMAGE_FILE_GRP
 from ocrswarm.processors.ocrd_tool import tool_json
 from ocrswarm.processors.parameters import (
     ParameterError,
@@ -238,7 +239,9 @@ def mets_input_file_grps(steps: Sequence[WorkflowStep]) -> list[str]:
 
 def default_workflow(model: str) -> list[WorkflowStep]:
     """Recognise with Tesseract model `model`, then export ALTO, hOCR and plain text."""
-    steps = [WorkflowStep("ocrd-swarm-recognize", ("OCR-D-IMG",), ("OCR-D-OCR",), {"model": model})]
+    steps = [
+        WorkflowStep("ocrd-swarm-recognize", (IMAGE_FILE_GRP,), ("OCR-D-OCR",), {"model": model})
+    ]
     for export_format, grp in (
         ("alto", "OCR-D-ALTO"),
         ("hocr", "OCR-D-HOCR"),
@@ -248,6 +251,36 @@ def default_workflow(model: str) -> list[WorkflowStep]:
             WorkflowStep("ocrd-swarm-export", ("OCR-D-OCR",), (grp,), {"format": export_format})
         )
     return steps
+
+
+def reads_images_from_mets(steps: Sequence[WorkflowStep]) -> bool:
+    """Whether the workflow reads OCR-D's image fileGrp (OCR-D-IMG) from the METS."""
+    return IMAGE_FILE_GRP in mets_input_file_grps(steps)
+
+
+def with_image_file_grp(steps: Sequence[WorkflowStep], file_grp: str) -> list[WorkflowStep]:
+    """The workflow reading its images from `file_grp` instead of OCR-D-IMG.
+
+    Workflows are written for OCR-D's convention that the page images are in OCR-D-IMG;
+    a METS keeps them elsewhere (OCR-D-IMG-BIN, MAX, …) as often as not. Only the steps'
+    reading of OCR-D-IMG from the METS changes; a workflow that does not read it is refused,
+    because then there is nothing the new name could stand for.
+    """
+    if not reads_images_from_mets(steps):
+        read = ", ".join(mets_input_file_grps(steps)) or "nothing"
+        raise WorkflowError(
+            f"the image fileGrp {file_grp} replaces {IMAGE_FILE_GRP} where the workflow reads "
+            f"it, but this workflow reads {read} from the METS; name {file_grp} in its -I instead"
+        )
+    return [
+        replace(
+            step,
+            input_file_grps=tuple(
+                file_grp if grp == IMAGE_FILE_GRP else grp for grp in step.input_file_grps
+            ),
+        )
+        for step in steps
+    ]
 
 
 def format_workflow(steps: Sequence[WorkflowStep]) -> str:

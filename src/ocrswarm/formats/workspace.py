@@ -35,6 +35,7 @@ from ocrswarm.formats.mets import (
 from ocrswarm.formats.natsort import natural_key
 
 METS_BASENAME = "mets.xml"
+IMAGE_FILE_GRP = "OCR-D-IMG"  # where OCR-D keeps the page images, by convention
 _SUFFIXES = {
     MIMETYPE_PAGE: ".xml",
     "application/alto+xml": ".xml",
@@ -82,7 +83,7 @@ class Workspace:
         source: Path,
         target: Path | None = None,
         *,
-        file_grp: str = "OCR-D-IMG",
+        file_grp: str = IMAGE_FILE_GRP,
         identifier: str | None = None,
     ) -> Workspace:
         """A workspace with one page per image of the folder `source`, in natural order.
