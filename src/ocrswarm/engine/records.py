@@ -280,6 +280,25 @@ class TaskInfo:
     finished_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker machine's process (`ocrswarm worker`) as it last reported itself."""
+
+    id: str  # host:pid:random
+    host: str
+    pid: int
+    processors: tuple[str, ...]  # the executables it consumes; empty: every one
+    capacity: int  # pages it processes at a time (-j)
+    running: int  # pages under way at its last heartbeat
+    started_at: float
+    last_seen: float
+    stopped_at: float | None  # set by a clean stop
+
+    def alive(self, now: float, timeout: float) -> bool:
+        """Not stopped, and heard of within `timeout` seconds."""
+        return self.stopped_at is None and now - self.last_seen <= timeout
+
+
 # The names the engine's contract (issue 4) gives the results of submission.
 WorkflowJob = WorkflowJobInfo
 ProcessingJob = JobInfo

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from ocrswarm.engine import control, outbox, queue, status, submission
+from ocrswarm.engine import control, outbox, queue, status, submission, workerregistry
 from ocrswarm.engine.catalog import Catalog
 from ocrswarm.engine.database import connect, migrate, run_read, run_write
 from ocrswarm.engine.queue import RetryPolicy
@@ -28,6 +28,7 @@ from ocrswarm.engine.records import (
     TaskInfo,
     TaskLease,
     TaskResult,
+    WorkerInfo,
     WorkflowJobInfo,
     WorkspaceInfo,
 )
@@ -323,3 +324,39 @@ class Store:
         return run_read(
             self._engine, lambda c: status.find_workflow_job(c, workspace_id, fingerprint)
         )
+
+    # the workers of a distributed deployment
+
+    def register_worker(
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        processors: Sequence[str],
+        capacity: int,
+    ) -> None:
+        """Record a starting `ocrswarm worker` process."""
+        now = self._clock()
+        run_write(
+            self._engine,
+            lambda c: workerregistry.register(
+                c, now, worker_id, host=host, pid=pid, processors=processors, capacity=capacity
+            ),
+        )
+
+    def worker_heartbeat(self, worker_id: str, running: int) -> bool:
+        """Note that a worker is alive with `running` pages; False if it is not registered."""
+        now = self._clock()
+        return run_write(
+            self._engine, lambda c: workerregistry.heartbeat(c, now, worker_id, running)
+        )
+
+    def stop_worker(self, worker_id: str) -> None:
+        """Note a worker's clean stop."""
+        now = self._clock()
+        run_write(self._engine, lambda c: workerregistry.stop(c, now, worker_id))
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker, oldest first (stopped ones too, with `stopped_at`)."""
+        return run_read(self._engine, workerregistry.list_workers)

@@ -1,0 +1,467 @@
+"""The one place that speaks AMQP (RabbitMQ, through pika): connections, queues, messages.
+
+Topology, as OCR-D's processing server has it: one durable queue per processor, named
+exactly after its executable (`ocrd-tesserocr-recognize`). Ours also carry a dead-letter
+exchange: a message a worker rejects (its task failed for good) goes through the durable
+direct exchange `ocrswarm.dead` to the durable queue `<processor>.dead`, where an operator
+can look at it. Messages are JSON, persistent, and published with publisher confirms, so a
+message the broker acknowledged survives a broker restart.
+
+A processing message's body follows OCR-D's processing-message schema exactly (its
+`additionalProperties` is false); our own task id travels in the AMQP `message_id`
+property and the attempt number in a header, so a body stays valid for OCR-D tools.
+
+pika's BlockingConnection is not thread-safe: every object here belongs to the thread that
+made it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from ocrswarm.errors import OcrswarmError, UsageError
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_EXCHANGE = "ocrswarm.dead"
+HEARTBEAT_SECONDS = 30
+CONNECT_TIMEOUT_SECONDS = 10.0
+JSON_TYPE = "application/json"
+TASK_ID_HEADER = "ocrswarm-task-id"
+ATTEMPT_HEADER = "ocrswarm-attempt"
+_PERSISTENT = pika.DeliveryMode.Persistent
+
+# Everything pika raises when the broker or the network goes away.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    pika.exceptions.AMQPError,
+    OSError,
+)
+
+
+class BrokerError(OcrswarmError):
+    """RabbitMQ cannot be reached, or refused what was asked of it."""
+
+
+def dead_letter_queue(queue: str) -> str:
+    """The queue where the messages of `queue` end after the retry cap."""
+    return f"{queue}.dead"
+
+
+def redact(url: str) -> str:
+    """`url` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def connection_parameters(url: str) -> pika.URLParameters:
+    """pika's parameters for an `amqp://` or `amqps://` URL, heartbeats on.
+
+    Query options in the URL (`?heartbeat=60`) take precedence over our defaults."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("amqp", "amqps"):
+        raise UsageError(f"not a RabbitMQ URL: {redact(url)!r} (expected amqp://USER:PASS@HOST/)")
+    try:
+        parameters = pika.URLParameters(url)
+    except Exception as error:
+        raise UsageError(f"not a RabbitMQ URL: {redact(url)!r} ({error})") from None
+    if "heartbeat" not in parts.query:
+        parameters.heartbeat = HEARTBEAT_SECONDS
+    if "blocked_connection_timeout" not in parts.query:
+        parameters.blocked_connection_timeout = 60
+    if "socket_timeout" not in parts.query:
+        parameters.socket_timeout = CONNECT_TIMEOUT_SECONDS
+    parameters.connection_attempts = 1
+    return parameters
+
+
+def connect(url: str) -> BlockingConnection:
+    """A blocking connection to the broker at `url`; BrokerError when it is unreachable."""
+    parameters = connection_parameters(url)
+    try:
+        return BlockingConnection(parameters)
+    except CONNECTION_ERRORS as error:
+        raise BrokerError(
+            f"cannot connect to RabbitMQ at {redact(url)}: {_describe(error)}"
+        ) from error
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or repr(error)
+    return f"{type(error).__name__}: {text}" if type(error).__name__ not in text else text
+
+
+def declare_processor_queue(channel: BlockingChannel, processor: str) -> None:
+    """Declare the durable work queue of `processor` and its dead-letter queue.
+
+    A queue that exists with other arguments (made by another tool) is a BrokerError that
+    says so: RabbitMQ refuses to redeclare a queue differently."""
+    dead = dead_letter_queue(processor)
+    try:
+        channel.exchange_declare(DEAD_LETTER_EXCHANGE, exchange_type="direct", durable=True)
+        channel.queue_declare(dead, durable=True)
+        channel.queue_bind(dead, DEAD_LETTER_EXCHANGE, routing_key=processor)
+        channel.queue_declare(
+            processor,
+            durable=True,
+            arguments={
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                "x-dead-letter-routing-key": processor,
+            },
+        )
+    except pika.exceptions.ChannelClosedByBroker as error:
+        raise BrokerError(
+            f"RabbitMQ refused the queue {processor!r}: {error.reply_text} (a queue of that "
+            "name made by another tool must be deleted first)"
+        ) from error
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message for a processor's queue: the body, and our task id beside it."""
+
+    queue: str
+    body: Mapping[str, Any]
+    task_id: int | None = None
+    attempt: int | None = None
+
+
+def _properties(message: OutgoingMessage) -> pika.BasicProperties:
+    headers: dict[str, Any] = {}
+    if message.task_id is not None:
+        headers[TASK_ID_HEADER] = message.task_id
+    if message.attempt is not None:
+        headers[ATTEMPT_HEADER] = message.attempt
+    return pika.BasicProperties(
+        content_type=JSON_TYPE,
+        delivery_mode=_PERSISTENT,
+        message_id=None if message.task_id is None else str(message.task_id),
+        timestamp=int(time.time()),
+        headers=headers or None,
+    )
+
+
+class Publisher:
+    """Publishes persistent JSON messages with publisher confirms, declaring each
+    processor's queue the first time it is used. Not thread-safe."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._connection: BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self._declared: set[str] = set()
+
+    def _open(self) -> BlockingChannel:
+        if self._channel is None or not self._channel.is_open:
+            self.close()
+            self._connection = connect(self.url)
+            try:
+                channel = self._connection.channel()
+                channel.confirm_delivery()
+            except CONNECTION_ERRORS as error:
+                self.close()
+                raise BrokerError(f"RabbitMQ at {redact(self.url)}: {_describe(error)}") from error
+            self._channel = channel
+            self._declared.clear()
+        return self._channel
+
+    def publish(self, messages: Iterable[OutgoingMessage]) -> int:
+        """Publish to each message's processor queue, in order; each one is confirmed by
+        the broker before the next is sent. How many were confirmed; BrokerError (after
+        closing the connection) at the first one that was not."""
+        done = 0
+        try:
+            channel = self._open()
+            for message in messages:
+                if message.queue not in self._declared:
+                    declare_processor_queue(channel, message.queue)
+                    self._declared.add(message.queue)
+                channel.basic_publish(
+                    "",
+                    message.queue,
+                    json.dumps(message.body, separators=(",", ":")).encode(),
+                    _properties(message),
+                    mandatory=True,
+                )
+                done += 1
+        except BrokerError:
+            self.close()
+            raise
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
+            self.close()
+            raise BrokerError(f"RabbitMQ did not take a message: {error}") from error
+        except CONNECTION_ERRORS as error:
+            self.close()
+            raise BrokerError(
+                f"lost RabbitMQ at {redact(self.url)} after {done} messages: {_describe(error)}"
+            ) from error
+        return done
+
+    def process_events(self) -> None:
+        """Answer the broker's heartbeats while idle (call it now and then)."""
+        if self._connection is not None and self._connection.is_open:
+            try:
+                self._connection.process_data_events(time_limit=0)
+            except CONNECTION_ERRORS:
+                self.close()
+
+    def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            _close(connection)
+
+
+def publish_json(
+    target: str | BlockingChannel, queue: str, body: Mapping[str, Any], *, durable: bool = True
+) -> None:
+    """Publish one persistent JSON message to `queue`, declaring it on the fly, confirmed.
+
+    For result queues (`result_queue_name`): a queue that exists already is used as it is,
+    whatever arguments it was declared with; a new one is declared `durable`. `target` is a
+    broker URL (a connection is opened and closed) or an open channel of the caller's."""
+    if isinstance(target, str):
+        connection = connect(target)
+        try:
+            _publish_declaring(connection, queue, body, durable=durable)
+        finally:
+            _close(connection)
+        return
+    _publish_on(target, queue, body, durable=durable)
+
+
+def _publish_declaring(
+    connection: BlockingConnection, queue: str, body: Mapping[str, Any], *, durable: bool
+) -> None:
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        _publish_on(channel, queue, body, durable=durable)
+    except BrokerError:
+        raise
+    except CONNECTION_ERRORS as error:
+        raise BrokerError(f"cannot publish to queue {queue!r}: {_describe(error)}") from error
+
+
+def _publish_on(
+    channel: BlockingChannel, queue: str, body: Mapping[str, Any], *, durable: bool
+) -> None:
+    try:
+        channel.queue_declare(queue, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as error:
+        if error.reply_code != 404:
+            raise BrokerError(f"queue {queue!r}: {error.reply_text}") from error
+        # the passive check closed the channel: open another to declare the queue
+        channel = channel.connection.channel()
+        channel.confirm_delivery()
+        channel.queue_declare(queue, durable=durable)
+    try:
+        channel.basic_publish(
+            "",
+            queue,
+            json.dumps(body, separators=(",", ":")).encode(),
+            pika.BasicProperties(content_type=JSON_TYPE, delivery_mode=_PERSISTENT),
+            mandatory=True,
+        )
+    except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
+        raise BrokerError(f"RabbitMQ did not take the message for {queue!r}: {error}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message handed to this consumer; `generation` says which connection it came on
+    (a delivery tag means nothing on another one)."""
+
+    queue: str
+    delivery_tag: int
+    generation: int
+    task_id: int | None
+    redelivered: bool
+    body: bytes
+
+
+def task_id_of(properties: pika.BasicProperties) -> int | None:
+    """Our task id from a message's properties; None for a message we did not publish."""
+    headers = properties.headers or {}
+    value = headers.get(TASK_ID_HEADER, properties.message_id)
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+class Consumer:
+    """Consumes processors' queues with manual acks and a prefetch; reconnects by itself.
+
+    `poll` drives the connection (heartbeats included) and returns the messages that
+    arrived. When the connection is lost, `poll` reconnects with backoff and consumes
+    again; the broker redelivers whatever was not acknowledged, and acks or rejects of
+    deliveries from the old connection are dropped (they are redelivered instead).
+    Not thread-safe: one thread polls, acks and rejects.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        queues: Sequence[str],
+        *,
+        prefetch: int,
+        max_backoff: float = 30.0,
+    ) -> None:
+        if prefetch < 1:
+            raise UsageError(f"prefetch must be at least 1, not {prefetch}")
+        if not queues:
+            raise UsageError("a consumer needs at least one queue")
+        self.url = url
+        self.queues = tuple(queues)
+        self._prefetch = prefetch
+        self._max_backoff = max_backoff
+        self._connection: BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self._generation = 0
+        self._arrived: list[Delivery] = []
+        self._next_attempt = 0.0
+        self._backoff = 0.5
+        self._paused = False
+        self.reconnects = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._channel is not None and self._channel.is_open
+
+    def open(self) -> None:
+        """Connect and start consuming; BrokerError when the broker cannot be reached."""
+        self._close_quietly()
+        connection = connect(self.url)
+        try:
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=self._prefetch)
+            for queue in self.queues:
+                declare_processor_queue(channel, queue)
+            if not self._paused:
+                self._consume(channel)
+        except BrokerError:
+            _close(connection)
+            raise
+        except CONNECTION_ERRORS as error:
+            _close(connection)
+            raise BrokerError(f"RabbitMQ at {redact(self.url)}: {_describe(error)}") from error
+        self._connection, self._channel = connection, channel
+        self._generation += 1
+        self._backoff = 0.5
+
+    def _consume(self, channel: BlockingChannel) -> None:
+        for queue in self.queues:
+            channel.basic_consume(
+                queue,
+                lambda ch, method, properties, body, q=queue: self._arrive(
+                    q, method, properties, body
+                ),
+                auto_ack=False,
+                consumer_tag=f"{queue}#{self._generation + 1}",
+            )
+
+    def _arrive(self, queue: str, method: Any, properties: Any, body: bytes) -> None:
+        self._arrived.append(
+            Delivery(
+                queue,
+                method.delivery_tag,
+                self._generation,
+                task_id_of(properties),
+                bool(method.redelivered),
+                body,
+            )
+        )
+
+    def pause(self) -> None:
+        """Stop taking new messages (those already delivered stay ours until acked)."""
+        if self._paused:
+            return
+        self._paused = True
+        if self.connected and self._channel is not None:
+            try:
+                for queue in self.queues:
+                    self._channel.basic_cancel(f"{queue}#{self._generation}")
+            except CONNECTION_ERRORS:
+                self._lost("cancelling the consumers")
+
+    def poll(self, time_limit: float) -> list[Delivery]:
+        """Serve the connection for up to `time_limit` seconds; the messages that arrived.
+
+        Never raises for a lost broker: it reconnects (with backoff) on a later call."""
+        if not self.connected:
+            if time.monotonic() < self._next_attempt:
+                time.sleep(min(time_limit, self._next_attempt - time.monotonic()))
+                return []
+            try:
+                self.open()
+                if self.reconnects or self._generation > 1:
+                    log.info("connected to RabbitMQ again (%s)", redact(self.url))
+            except BrokerError as error:
+                self._lost(str(error))
+                return []
+        assert self._connection is not None
+        try:
+            self._connection.process_data_events(time_limit=max(time_limit, 0.0))
+        except CONNECTION_ERRORS as error:
+            self._lost(_describe(error))
+        arrived, self._arrived = self._arrived, []
+        return arrived
+
+    def ack(self, delivery: Delivery) -> bool:
+        """Acknowledge a message; False when its connection is gone (it comes again)."""
+        return self._settle(delivery, lambda ch: ch.basic_ack(delivery.delivery_tag))
+
+    def reject(self, delivery: Delivery, *, requeue: bool) -> bool:
+        """Reject a message: back to its queue, or (`requeue` False) to the dead letters."""
+        return self._settle(
+            delivery, lambda ch: ch.basic_reject(delivery.delivery_tag, requeue=requeue)
+        )
+
+    def _settle(self, delivery: Delivery, action: Any) -> bool:
+        if delivery.generation != self._generation or not self.connected:
+            return False
+        assert self._channel is not None
+        try:
+            action(self._channel)
+        except CONNECTION_ERRORS as error:
+            self._lost(_describe(error))
+            return False
+        return True
+
+    def _lost(self, why: str) -> None:
+        self.reconnects += 1
+        log.warning("RabbitMQ connection lost (%s); reconnecting in %.1f s", why, self._backoff)
+        self._close_quietly()
+        self._next_attempt = time.monotonic() + self._backoff
+        self._backoff = min(self._max_backoff, self._backoff * 2)
+
+    def _close_quietly(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        self._arrived.clear()
+        if connection is not None:
+            _close(connection)
+
+    def close(self) -> None:
+        """Close the connection: every unacknowledged message goes back to its queue."""
+        self._close_quietly()
+
+
+def _close(connection: BlockingConnection) -> None:
+    if connection.is_open:
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            connection.close()
