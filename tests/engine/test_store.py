@@ -61,6 +61,27 @@ def test_a_standalone_processing_job(store: Store) -> None:
     assert store.progress(job.id).pages_total == 2
 
 
+def test_a_job_keeps_the_page_selection_it_was_submitted_with(store: Store) -> None:
+    workspace_id = store.add_workspace(Path("/data/ws/mets.xml"))
+    steps = parse_workflow(THREE_STEPS)
+    selection = "P1..P2,//P3.*"
+    workflow = store.submit_workflow(workspace_id, steps, pages(3), page_selection=selection)
+    assert workflow.page_selection == selection
+    assert store.workflow_job(workflow.id).page_selection == selection
+    assert {store.job(uid).page_selection for uid in workflow.processing_job_ids} == {selection}
+    processing = store.submit_processing_job(workspace_id, steps[0], pages(1), page_selection="P1")
+    assert store.job(processing.id).page_selection == "P1"
+    every_page = store.submit_processing_job(workspace_id, steps[0], pages(1))
+    assert every_page.page_selection is None
+    assert [job.page_selection for job in store.jobs(workspace_id)] == [
+        selection,
+        selection,
+        selection,
+        "P1",
+        None,
+    ]
+
+
 @pytest.mark.parametrize(
     ("page_list", "message"),
     [

@@ -54,12 +54,21 @@ def test_a_processing_job_runs_every_page_into_the_mets(
     assert "SUCCESS" in log.text
 
 
-def test_page_id_selects_pages(client: httpx.Client, make_workspace: Callable[..., Path]) -> None:
+def test_page_id_selects_pages_and_stays_with_the_job(
+    client: httpx.Client, make_workspace: Callable[..., Path]
+) -> None:
     mets = make_workspace(3)
-    job = run(client, mets, page_id="PHYS_0002").raise_for_status().json()
-    assert wait_for(client, f"/processor/job/{job['job_id']}", finished)["state"] == "SUCCESS"
+    job = run(client, mets, page_id="PHYS_0002..PHYS_0003").raise_for_status().json()
+    assert job["page_id"] == "PHYS_0002..PHYS_0003"
+    done = wait_for(client, f"/processor/job/{job['job_id']}", finished)
+    assert (done["state"], done["page_id"]) == ("SUCCESS", "PHYS_0002..PHYS_0003")
     files = Mets.read(mets).find_files(file_grp="OCR-D-DUMMY")
-    assert [file.page_id for file in files] == ["PHYS_0002"]
+    assert [file.page_id for file in files] == ["PHYS_0002", "PHYS_0003"]
+    every_page = run(client, mets, output_file_grps=["ALL"]).raise_for_status().json()
+    assert "page_id" not in client.get(f"/processor/job/{every_page['job_id']}").json()
+    listed = {item["job_id"]: item for item in client.get("/jobs").json()["jobs"]}
+    assert listed[job["job_id"]]["page_id"] == "PHYS_0002..PHYS_0003"
+    assert listed[every_page["job_id"]]["page_id"] is None
 
 
 def test_workspace_id_names_a_known_workspace(

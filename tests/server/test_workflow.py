@@ -54,6 +54,21 @@ def test_a_workflow_runs_every_step_on_every_page(
         assert pages == dict.fromkeys(document.page_ids, 1)
 
 
+def test_the_workflow_job_keeps_its_page_id(
+    client: httpx.Client, make_workspace: Callable[..., Path]
+) -> None:
+    mets = make_workspace(3)
+    job = run_workflow(client, mets, page_id="PHYS_0001,PHYS_0003").raise_for_status().json()
+    assert job["page_id"] == "PHYS_0001,PHYS_0003"
+    wait_for(client, f"/workflow/job-simple/{job['job_id']}", simple_done)
+    status = client.get(f"/workflow/job/{job['job_id']}").raise_for_status().json()
+    assert (status["state"], status["page_id"]) == ("SUCCESS", "PHYS_0001,PHYS_0003")
+    step_job = status["processing_job_ids"]["OCR-D-DUMMY1"]
+    assert client.get(f"/processor/job/{step_job}").json()["page_id"] == "PHYS_0001,PHYS_0003"
+    every_page = run_workflow(client, mets, "dummy -I OCR-D-IMG -O ALL\n").json()
+    assert client.get(f"/workflow/job/{every_page['job_id']}").json()["page_id"] == ""
+
+
 def test_a_stored_workflow_runs_by_its_id(
     client: httpx.Client, make_workspace: Callable[..., Path]
 ) -> None:

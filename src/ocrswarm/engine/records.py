@@ -189,6 +189,7 @@ class JobInfo:
     priority: int
     max_attempts: int
     description: str | None
+    page_selection: str | None  # as submitted (OCR-D's page_id); None: every page
     depends_on: tuple[str, ...]
     counts: Mapping[State, int]  # page tasks per state
     created_at: float
@@ -212,6 +213,7 @@ class WorkflowJobInfo:
     page_count: int
     priority: int
     description: str | None
+    page_selection: str | None  # as submitted (OCR-D's page_id); None: every page
     fingerprint: str | None
     depends_on: tuple[str, ...]
     created_at: float

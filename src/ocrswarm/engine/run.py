@@ -339,6 +339,7 @@ def _submit_or_resume(
         max_attempts=request.max_attempts,
         fingerprint=fingerprint,
         description=f"ocrswarm run {request.input}",
+        page_selection=request.page_selection,
     )
     return job.id, False
 

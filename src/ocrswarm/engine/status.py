@@ -58,6 +58,7 @@ def _job_infos(connection: Connection, job_ids: list[int]) -> list[JobInfo]:
             workflow_jobs.c.workspace_id,
             workflow_jobs.c.priority,
             workflow_jobs.c.description,
+            workflow_jobs.c.page_selection,
             workspaces.c.mets_path,
         )
         .join(workflow_jobs, workflow_jobs.c.id == jobs.c.workflow_job_id)
@@ -82,6 +83,7 @@ def _job_infos(connection: Connection, job_ids: list[int]) -> list[JobInfo]:
             priority=row.priority,
             max_attempts=row.max_attempts,
             description=row.description,
+            page_selection=row.page_selection,
             depends_on=depends_on.get(row.workflow_job_id, ()),
             counts=counts.get(row.id, {}),
             created_at=row.created_at,
@@ -154,6 +156,7 @@ def _workflow_infos(connection: Connection, workflow_ids: list[int]) -> list[Wor
             page_count=row.page_count,
             priority=row.priority,
             description=row.description,
+            page_selection=row.page_selection,
             fingerprint=row.fingerprint,
             depends_on=depends_on.get(row.id, ()),
             created_at=row.created_at,

@@ -103,12 +103,14 @@ class Store:
         description: str | None = None,
         depends_on: Sequence[str] = (),
         fingerprint: str | None = None,
+        page_selection: str | None = None,
     ) -> WorkflowJobInfo:
         """A workflow job over `pages`: one processing job per step, one task per page each.
 
         `pages` carry each page's files in the fileGrps the workflow reads from the METS;
         later steps read what earlier ones write. `depends_on` names jobs (processing or
-        workflow) that must succeed first; `fingerprint` lets find_workflow_job find it again.
+        workflow) that must succeed first; `fingerprint` lets find_workflow_job find it again;
+        `page_selection` is what chose `pages` (OCR-D's page_id), kept to show with the job.
         """
         uid, _ = self._submit(
             KIND_WORKFLOW,
@@ -120,6 +122,7 @@ class Store:
             description,
             depends_on,
             fingerprint,
+            page_selection,
         )
         return self.workflow_job(uid)
 
@@ -133,6 +136,7 @@ class Store:
         max_attempts: int = 3,
         description: str | None = None,
         depends_on: Sequence[str] = (),
+        page_selection: str | None = None,
     ) -> JobInfo:
         """One step over `pages`, as OCR-D's POST /processor/run creates it.
 
@@ -148,6 +152,7 @@ class Store:
             description,
             depends_on,
             None,
+            page_selection,
         )
         return self.job(job_uids[0])
 
@@ -162,6 +167,7 @@ class Store:
         description: str | None,
         depends_on: Sequence[str],
         fingerprint: str | None,
+        page_selection: str | None,
     ) -> tuple[str, list[str]]:
         now = self._clock()
         return run_write(
@@ -178,6 +184,7 @@ class Store:
                 description=description,
                 depends_on=depends_on,
                 fingerprint=fingerprint,
+                page_selection=page_selection,
             ),
         )
 

@@ -64,9 +64,11 @@ def submit(
     description: str | None,
     depends_on: Sequence[str],
     fingerprint: str | None,
+    page_selection: str | None = None,
 ) -> tuple[str, list[str]]:
     """Create a workflow job (`kind` workflow or processing) with its jobs and tasks.
 
+    `page_selection` is kept as it was given (OCR-D's page_id), to be shown with the job.
     Returns the workflow job's id and its processing jobs' ids, by step.
     """
     _check_steps(steps)
@@ -98,6 +100,7 @@ def submit(
             held=held,
             step_predecessors=[list(p) for p in predecessors],
             page_count=len(pages),
+            page_selection=page_selection,
             created_at=now,
         )
         .returning(workflow_jobs.c.id)

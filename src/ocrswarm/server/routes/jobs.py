@@ -112,6 +112,9 @@ class JobSummary(BaseModel):
         default=None, description="for a processing job that is a step of a workflow job"
     )
     page_count: int
+    page_id: str | None = Field(
+        default=None, description="the page selection it was submitted with; none: every page"
+    )
     created_at: float = Field(description="seconds since the epoch")
     description: str | None = None
 
@@ -253,6 +256,7 @@ def _workflow_summary(job: WorkflowJobInfo, state: State) -> JobSummary:
         workspace_id=job.workspace_id,
         path_to_mets=str(job.mets_path),
         page_count=job.page_count,
+        page_id=job.page_selection,
         created_at=job.created_at,
         description=job.description,
     )
@@ -268,6 +272,7 @@ def _processing_summary(job: JobInfo, state: State) -> JobSummary:
         path_to_mets=str(job.mets_path),
         workflow_job_id=job.workflow_job_id,
         page_count=job.page_count,
+        page_id=job.page_selection,
         created_at=job.created_at,
         description=job.description,
     )

@@ -88,12 +88,11 @@ def run_processor(
         pages,
         description=args.description,
         depends_on=depends_on,
+        page_selection=args.page_id,
     )
     service.add_workspace(target.workspace_id)
     call_back_when_finished(service, callbacks, args.callback_url, target, job.id, workflow=False)
-    answer = _processor_job(job, service.settled(job.workspace_id, job.state, job.finished_at))
-    answer.page_id = args.page_id
-    return answer
+    return _processor_job(job, service.settled(job.workspace_id, job.state, job.finished_at))
 
 
 @router.get(
@@ -127,6 +126,7 @@ def _processor_job(job: JobInfo, state: State) -> ProcessorJob:
         workspace_id=job.workspace_id,
         input_file_grps=list(job.input_file_grps),
         output_file_grps=list(job.output_file_grps),
+        page_id=job.page_selection,
         log_file_path=f"/processor/log/{job.id}",
     )
 

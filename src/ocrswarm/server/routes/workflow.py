@@ -164,10 +164,11 @@ def _submit_workflow(
         checked,
         pages,
         description=f"workflow over {len(pages)} pages of {target.mets_path}",
+        page_selection=request.page_id,
     )
     service.add_workspace(target.workspace_id)
     call_back_when_finished(service, callbacks, request.callback_url, target, job.id, workflow=True)
-    return _workflow_job(job, request.page_id, request.page_wise)
+    return _workflow_job(job, request.page_wise)
 
 
 @router.get("/workflow/job/{job_id}", response_model=WorkflowJobStatus, dependencies=_readers)
@@ -194,7 +195,7 @@ def workflow_job(job_id: str, service: ServiceDep) -> WorkflowJobStatus:
         }
         for task in store.failed_tasks(job_id)
     ]
-    base = _workflow_job(job, None, False)
+    base = _workflow_job(job, False)
     return WorkflowJobStatus(
         **base.model_dump(),
         state=service.workflow_job_state(job_id),
@@ -220,10 +221,10 @@ def simple_state(state: State) -> State:
     return state
 
 
-def _workflow_job(job: WorkflowJobInfo, page_id: str | None, page_wise: bool) -> WorkflowJob:
+def _workflow_job(job: WorkflowJobInfo, page_wise: bool) -> WorkflowJob:
     return WorkflowJob(
         job_id=job.id,
-        page_id=page_id or "",
+        page_id=job.page_selection or "",  # the spec requires it: "" for every page
         page_wise=page_wise,
         processing_job_ids={
             _step_key(step, index): job_id
