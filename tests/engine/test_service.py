@@ -10,9 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from ocrswarm.engine.coordinator import CoordinatorOptions
-from ocrswarm.engine.records import FileRef, PageInputs
+from ocrswarm.engine.records import FileRef, PageInputs, TaskResult
 from ocrswarm.engine.service import EngineService
 from ocrswarm.engine.states import State
 from ocrswarm.engine.store import Store, sqlite_url
@@ -80,6 +82,42 @@ def test_jobs_of_two_workspaces_run_and_report_once_in_the_mets(
         service.stop()
     assert sorted(finished) == sorted([(jobs[0], State.SUCCESS, 3), (jobs[1], State.SUCCESS, 2)])
     assert [service.job_state(job_id) for job_id in jobs] == [State.SUCCESS, State.SUCCESS]
+
+
+def test_watching_many_jobs_costs_a_few_queries_per_tick(tmp_path: Path, store: Store) -> None:
+    workspace_id = store.add_workspace(tmp_path / "ws" / "mets.xml")  # no METS writer: settled
+    pages = [PageInputs("P1", [FileRef("OCR-D-IMG", "IMG_P1", "image/png", "p1.png", "P1")])]
+    finished_job = store.submit_processing_job(workspace_id, DUMMY, pages)
+    second = WorkflowStep("ocrd-swarm-dummy", ("OUT",), ("OUT2",), {})
+    finished_workflow = store.submit_workflow(workspace_id, [DUMMY, second], pages)
+    while leases := store.claim("w", limit=10):
+        store.complete([TaskResult(lease.task_id, lease.token) for lease in leases])
+    waiting = [store.submit_processing_job(workspace_id, DUMMY, pages).id for _ in range(600)]
+    service = EngineService(store)  # not started: the test is the job watcher
+    called: list[tuple[str, State]] = []
+    for job_id in [*waiting, finished_job.id, "no-such-job"]:
+        service.on_finished(job_id, lambda job_id, state: called.append((job_id, state)))
+    service.on_finished(
+        finished_workflow.id, lambda job_id, state: called.append((job_id, state)), workflow=True
+    )
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        service._check_watches()
+        first_tick = len(statements)
+        service._check_watches()
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert sorted(called) == sorted(
+        [(finished_job.id, State.SUCCESS), (finished_workflow.id, State.SUCCESS)]
+    )
+    # BEGIN, 602 processing job ids in two chunks, one workflow job id; then 600 ids left
+    assert first_tick <= 4, statements
+    assert len(statements) - first_tick <= 3, statements[first_tick:]
 
 
 def test_a_finished_job_is_running_until_its_outputs_are_in_the_mets(

@@ -12,6 +12,7 @@ from ocrswarm.engine.states import State
 from ocrswarm.engine.store import Store
 from ocrswarm.engine.workflow import parse_workflow, workflow_fingerprint
 from ocrswarm.errors import UsageError
+from tests.engine.conftest import FakeClock
 from tests.engine.storetools import THREE_STEPS, image, pages, result_of, submit
 
 
@@ -80,6 +81,31 @@ def test_a_job_keeps_the_page_selection_it_was_submitted_with(store: Store) -> N
         "P1",
         None,
     ]
+
+
+def test_the_statuses_of_many_jobs_in_one_read(store: Store, clock: FakeClock) -> None:
+    done = submit(store, "dummy -I OCR-D-IMG -O A\ndummy -I A -O B\n", page_count=2)
+    first_step = store.job(done.processing_job_ids[0])
+    waiting = submit(store, page_count=1)
+    while leases := store.claim("w", executables=None, limit=1):
+        if leases[0].workflow_job_id == waiting.id:
+            break
+        clock.advance(1)
+        assert store.complete([result_of(lease) for lease in leases]) == [True]
+    statuses = store.job_statuses(
+        [first_step.id, waiting.processing_job_ids[2], "no-such-job", done.id],
+        [done.id, waiting.id, first_step.id],
+    )
+    assert set(statuses) == {first_step.id, waiting.processing_job_ids[2], done.id, waiting.id}
+    last_step = store.job(done.processing_job_ids[1])
+    assert statuses[done.id].state is State.SUCCESS
+    assert statuses[done.id].finished_at == last_step.finished_at is not None
+    assert statuses[done.id].workspace_id == done.workspace_id
+    assert statuses[first_step.id].finished_at == store.job(first_step.id).finished_at
+    assert statuses[first_step.id].finished_at < last_step.finished_at  # type: ignore[operator]
+    assert (statuses[waiting.id].state, statuses[waiting.id].finished_at) == (State.RUNNING, None)
+    assert statuses[waiting.processing_job_ids[2]].state is State.CACHED
+    assert store.job_statuses() == {}
 
 
 @pytest.mark.parametrize(

@@ -220,6 +220,16 @@ class WorkflowJobInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class JobStatus:
+    """A job's state and when it finished: what watching many jobs at once needs."""
+
+    job_id: str
+    workspace_id: str
+    state: State
+    finished_at: float | None  # of a workflow job: when its last step finished
+
+
+@dataclass(frozen=True, slots=True)
 class StepProgress:
     job_id: str
     executable: str

@@ -266,34 +266,41 @@ class EngineService:
 
     def _watch(self) -> None:
         while not self._stopping.wait(_WATCH_SECONDS):
-            with self._watch_lock:
-                watches = list(self._watches)
-            done = [watch for watch in watches if self._check(watch)]
-            if done:
-                with self._watch_lock:
-                    self._watches = [w for w in self._watches if w not in done]
+            self._check_watches()
 
-    def _check(self, watch: _Watch) -> bool:
-        """Call the hook if the job has finished; whether the watch is over. A job that no
-        longer exists ends its watch; a passing database problem is tried again."""
+    def _check_watches(self) -> None:
+        """Call the hooks of the watched jobs that have finished. One read of the store for
+        all of them (a few queries, however many jobs are watched); a job that no longer
+        exists ends its watch; a passing database problem is tried again next time."""
+        with self._watch_lock:
+            watches = list(self._watches)
+        if not watches:
+            return
         try:
-            state = (
-                self.workflow_job_state(watch.job_id)
-                if watch.workflow
-                else self.job_state(watch.job_id)
+            statuses = self.store.job_statuses(
+                [watch.job_id for watch in watches if not watch.workflow],
+                [watch.job_id for watch in watches if watch.workflow],
             )
-        except OcrswarmError:
-            return True
         except Exception:
-            log.exception("cannot read the state of job %s; trying again", watch.job_id)
-            return False
-        if state not in FINISHED:
-            return False
-        try:
-            watch.hook(watch.job_id, state)
-        except Exception:
-            log.exception("job-finished hook of %s failed", watch.job_id)
-        return True
+            log.exception(
+                "cannot read the state of the %d watched jobs; trying again", len(watches)
+            )
+            return
+        over: set[int] = set()
+        for watch in watches:
+            status = statuses.get(watch.job_id)
+            if status is not None:
+                state = self.settled(status.workspace_id, status.state, status.finished_at)
+                if state not in FINISHED:
+                    continue
+                try:
+                    watch.hook(watch.job_id, state)
+                except Exception:
+                    log.exception("job-finished hook of %s failed", watch.job_id)
+            over.add(id(watch))
+        if over:
+            with self._watch_lock:
+                self._watches = [watch for watch in self._watches if id(watch) not in over]
 
     def _workspaces_with_jobs(self) -> set[str]:
         return {job.workspace_id for job in self.store.jobs()}

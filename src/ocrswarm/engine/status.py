@@ -6,6 +6,8 @@ These read committed rows only (never the catalog), so they may run in any trans
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 
 from sqlalchemy import Connection, func, select
@@ -14,6 +16,7 @@ from ocrswarm.engine.lookup import Target, WorkspaceNotFoundError, resolve_job
 from ocrswarm.engine.records import (
     FailedTask,
     JobInfo,
+    JobStatus,
     Progress,
     StepProgress,
     TaskInfo,
@@ -179,6 +182,52 @@ def list_jobs(connection: Connection, workspace_id: str | None) -> list[JobInfo]
     if workspace_id is not None:
         query = query.where(workflow_jobs.c.workspace_id == workspace_id)
     return _job_infos(connection, list(connection.execute(query).scalars()))
+
+
+_IDS_PER_QUERY = 500  # far below every database's limit on bound parameters
+
+
+def job_statuses(
+    connection: Connection, job_ids: Collection[str], workflow_job_ids: Collection[str]
+) -> dict[str, JobStatus]:
+    """The state of many processing and workflow jobs, one query per 500 ids of each kind
+    (not several per job); ids not found are left out."""
+    found: dict[str, JobStatus] = {}
+    for chunk in _chunks(sorted(set(job_ids))):
+        for row in connection.execute(
+            select(jobs.c.uid, jobs.c.state, jobs.c.finished_at, workflow_jobs.c.workspace_id)
+            .join(workflow_jobs, workflow_jobs.c.id == jobs.c.workflow_job_id)
+            .where(jobs.c.uid.in_(chunk))
+        ):
+            found[row.uid] = JobStatus(row.uid, row.workspace_id, State(row.state), row.finished_at)
+    for chunk in _chunks(sorted(set(workflow_job_ids))):
+        for row in connection.execute(
+            select(
+                workflow_jobs.c.uid,
+                workflow_jobs.c.state,
+                workflow_jobs.c.workspace_id,
+                func.max(jobs.c.finished_at).label("last_end"),
+                func.count(jobs.c.finished_at).label("ended"),
+                func.count().label("steps"),
+            )
+            .join(jobs, jobs.c.workflow_job_id == workflow_jobs.c.id)
+            .where(workflow_jobs.c.uid.in_(chunk), workflow_jobs.c.kind == KIND_WORKFLOW)
+            .group_by(
+                workflow_jobs.c.id,
+                workflow_jobs.c.uid,
+                workflow_jobs.c.state,
+                workflow_jobs.c.workspace_id,
+            )
+        ):
+            finished_at = row.last_end if row.ended == row.steps else None
+            found[row.uid] = JobStatus(row.uid, row.workspace_id, State(row.state), finished_at)
+    return found
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    iterator = iter(ids)
+    while chunk := list(islice(iterator, _IDS_PER_QUERY)):
+        yield chunk
 
 
 def progress(connection: Connection, job_id: str) -> Progress:

@@ -22,6 +22,7 @@ from ocrswarm.engine.queue import RetryPolicy
 from ocrswarm.engine.records import (
     FailedTask,
     JobInfo,
+    JobStatus,
     PageInputs,
     Progress,
     Registration,
@@ -305,6 +306,13 @@ class Store:
     def workflow_job(self, workflow_job_id: str) -> WorkflowJobInfo:
         """A workflow job."""
         return run_read(self._engine, lambda c: status.workflow_job_info(c, workflow_job_id))
+
+    def job_statuses(
+        self, job_ids: Collection[str] = (), workflow_job_ids: Collection[str] = ()
+    ) -> dict[str, JobStatus]:
+        """State and end of many processing and workflow jobs in one read of a few queries,
+        by id; unknown ids are left out."""
+        return run_read(self._engine, lambda c: status.job_statuses(c, job_ids, workflow_job_ids))
 
     def jobs(self, workspace_id: str | None = None) -> list[JobInfo]:
         """All processing jobs (of one workspace), oldest first."""
