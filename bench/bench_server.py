@@ -9,7 +9,11 @@ workers), each on its own workspace of N tiny pages made first (not timed):
   answer takes (the issue asks < 1 s for 1,000 pages), and pages/s until job-simple says
   SUCCESS (the issue asks >= 300).
 
-Run: `.venv/bin/python bench/bench_server.py [--pages 1000] [-j 2]`; prints one JSON object.
+With `--callbacks` every processing job names a callback URL (a receiver in this process),
+so the server watches N jobs at once; the figures then include when the last callback came.
+
+Run: `.venv/bin/python bench/bench_server.py [--pages 1000] [-j 2] [--callbacks]`; prints
+one JSON object.
 """
 
 from __future__ import annotations
@@ -22,8 +26,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 from PIL import Image
@@ -89,7 +98,45 @@ def start_server(root: Path, workers: int) -> tuple[subprocess.Popen[bytes], str
     raise SystemExit("the server did not start")
 
 
-def processing_jobs(client: httpx.Client, mets: Path, pages: int) -> dict[str, object]:
+class CallbackReceiver:
+    """Counts the callbacks POSTed to it, and notes when the last one came."""
+
+    def __init__(self) -> None:
+        self.job_ids: set[str] = set()
+        self.last_at = 0.0
+        self.lock = threading.Lock()
+
+
+@contextmanager
+def callback_receiver() -> Iterator[tuple[str, CallbackReceiver]]:
+    received = CallbackReceiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            message: dict[str, Any] = json.loads(
+                self.rfile.read(int(self.headers["content-length"]))
+            )
+            with received.lock:
+                received.job_ids.add(str(message["job_id"]))
+                received.last_at = time.perf_counter()
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{http.server_port}/done", received
+    finally:
+        http.shutdown()
+
+
+def processing_jobs(
+    client: httpx.Client, mets: Path, pages: int, callbacks: tuple[str, CallbackReceiver] | None
+) -> dict[str, object]:
     started = time.perf_counter()
     job_ids = []
     for number in range(1, pages + 1):
@@ -99,6 +146,8 @@ def processing_jobs(client: httpx.Client, mets: Path, pages: int) -> dict[str, o
             "output_file_grps": ["OCR-D-SINGLE"],
             "page_id": f"PHYS_{number:04d}",
         }
+        if callbacks is not None:
+            body["callback_url"] = callbacks[0]
         answer = client.post("/processor/run/ocrd-dummy", json=body).raise_for_status()
         job_ids.append(answer.json()["job_id"])
     submitted = time.perf_counter()
@@ -112,13 +161,22 @@ def processing_jobs(client: httpx.Client, mets: Path, pages: int) -> dict[str, o
         if pending:
             time.sleep(POLL_SECONDS)
     finished = time.perf_counter()
-    return {
+    figures: dict[str, object] = {
         "jobs": pages,
         "submit_seconds": round(submitted - started, 3),
         "submissions_per_second": round(pages / (submitted - started), 1),
         "all_done_seconds": round(finished - started, 3),
         "completions_per_second": round(pages / (finished - started), 1),
     }
+    if callbacks is not None:
+        received = callbacks[1]
+        deadline = time.monotonic() + 120
+        while len(received.job_ids) < pages and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+        with received.lock:
+            figures["callbacks_received"] = len(received.job_ids & set(job_ids))
+            figures["last_callback_seconds"] = round(received.last_at - started, 3)
+    return figures
 
 
 def workflow_job(client: httpx.Client, mets: Path, pages: int) -> dict[str, object]:
@@ -150,6 +208,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=1000)
     parser.add_argument("-j", "--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--callbacks", action="store_true", help="a callback URL on every processing job"
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         root = Path(tmp).resolve()
@@ -157,11 +218,12 @@ def main() -> None:
         whole = small_workspace(root / "workflow", options.pages)
         process, url = start_server(root, options.workers)
         try:
-            with httpx.Client(base_url=url, timeout=60) as client:
+            with httpx.Client(base_url=url, timeout=60) as client, callback_receiver() as receiver:
+                callbacks = receiver if options.callbacks else None
                 result = {
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                     "workers": options.workers,
-                    "processing_jobs": processing_jobs(client, single, options.pages),
+                    "processing_jobs": processing_jobs(client, single, options.pages, callbacks),
                     "workflow": workflow_job(client, whole, options.pages),
                 }
         finally:
