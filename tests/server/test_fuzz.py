@@ -31,6 +31,8 @@ BEYOND_THE_SPEC = {
     "/job/{job_id}/pages",
     "/job/{job_id}/events",
     "/jobs",
+    "/workspace/{workspace_id}/files/{path}",
+    "/workers",
     "/health",
     "/metrics",
 }

@@ -276,6 +276,36 @@ def renew(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class HeldLease:
+    """A page task under a current lease: what its holder may write (files of its page in
+    its output fileGrps, in its workspace)."""
+
+    task_id: int
+    workspace_id: str
+    page_id: str
+    output_file_grps: tuple[str, ...]
+
+
+def held_lease(connection: Connection, catalog: Catalog, token: str) -> HeldLease | None:
+    """The task `token` is the current lease of (RUNNING under it), else None.
+
+    Like `complete`, a lease that has run out but was not yet taken back still counts."""
+    task_id = task_id_of(token)
+    if task_id is None:
+        return None
+    row = connection.execute(
+        select(tasks.c.job_id, tasks.c.workflow_job_id, tasks.c.page_id).where(
+            tasks.c.id == task_id, tasks.c.token == token, tasks.c.state == State.RUNNING
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    job = catalog.job(connection, row.job_id)
+    workflow = catalog.workflow(connection, row.workflow_job_id)
+    return HeldLease(task_id, workflow.workspace_id, row.page_id, job.output_file_grps)
+
+
 _COMPLETE = (
     update(tasks)
     .where(

@@ -223,6 +223,10 @@ class Store:
             self._engine, lambda c: queue.renew(c, now, worker_id, tokens, lease_seconds)
         )
 
+    def held_lease(self, token: str) -> queue.HeldLease | None:
+        """The page task `token` currently leases (RUNNING under it), else None."""
+        return run_read(self._engine, lambda c: queue.held_lease(c, self._catalog, token))
+
     def complete(self, results: Sequence[TaskResult]) -> list[bool]:
         """Record succeeded tasks; per result, whether it was accepted (False: stale token)."""
         if not results:

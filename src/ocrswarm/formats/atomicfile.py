@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 def _read_umask() -> int:
@@ -25,12 +28,21 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
     before relying on the file surviving a power loss (the engine does, once per batch);
     readers still never see half a file.
     """
+    with atomic_writer(path, durable=durable) as stream:
+        stream.write(data)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """A file to write `path`'s new content into piece by piece (a streamed upload or
+    download); it replaces `path` as `write_atomic` does when the block ends, and is
+    removed without a trace when the block raises."""
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
+            yield tmp
             tmp.flush()
             if durable:
                 os.fsync(tmp.fileno())

@@ -1,7 +1,7 @@
 """The FastAPI application: routers, error handlers, and the engine's life with the app's.
 
 `create_app(settings)` builds everything from the settings; the lifespan starts the engine
-service (and the callback sender) when the server starts and stops them gracefully —
+service (and the result sender) when the server starts and stops them gracefully —
 leases given back, METS flushed — when it stops.
 """
 
@@ -24,17 +24,26 @@ from ocrswarm.engine.service import EngineService
 from ocrswarm.engine.store import Store
 from ocrswarm.errors import UsageError
 from ocrswarm.server.auth import IpAllowlist, Role, require
-from ocrswarm.server.callbacks import CallbackSender, PendingCallbacks
 from ocrswarm.server.errors import install_error_handlers
 from ocrswarm.server.graceful import stopping_event
 from ocrswarm.server.limits import RequestSizeLimit
 from ocrswarm.server.metscache import WorkspaceCache
-from ocrswarm.server.routes import discovery, jobs, observe, processing, workflow, workspace
+from ocrswarm.server.results import PendingResults, ResultSender
+from ocrswarm.server.routes import (
+    discovery,
+    files,
+    jobs,
+    observe,
+    processing,
+    workers,
+    workflow,
+    workspace,
+)
 from ocrswarm.server.schemas import ErrorBody
 from ocrswarm.server.settings import ServerSettings
 from ocrswarm.server.submission import keep_promise
 
-ROUTERS = (discovery, processing, workflow, workspace, jobs, observe)
+ROUTERS = (discovery, processing, workflow, workspace, files, jobs, workers, observe)
 
 # The error answers every route may give, declared in the published OpenAPI document (a
 # route's own declaration of a status wins). 422 replaces FastAPI's list-only validation
@@ -63,19 +72,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
         lock = settings.data_dir / "server.lock"
         with exclusive_lock(lock, lambda holder: _another_server(holder, settings.data_dir)):
             store = Store(settings.database_url)
-            service = EngineService(store, CoordinatorOptions(workers=settings.workers))
-            callbacks = CallbackSender(PendingCallbacks(settings.data_dir / "callbacks.json"))
+            service = EngineService(
+                store, CoordinatorOptions(workers=settings.workers), queue_url=settings.queue_url
+            )
+            results = ResultSender(PendingResults(settings.data_dir / "results.json"))
             await run_in_threadpool(service.start)
-            callbacks.start()
-            for promise in callbacks.pending.entries():
-                keep_promise(service, callbacks, promise)
+            results.start()
+            for promise in results.pending.entries():
+                keep_promise(service, results, promise)
             app.state.service = service
-            app.state.callbacks = callbacks
+            app.state.results = results
             try:
                 yield
             finally:
                 await run_in_threadpool(service.stop)
-                callbacks.stop()
+                results.stop()
                 store.close()
 
     app = FastAPI(

@@ -38,12 +38,13 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class Role(StrEnum):
     """Roles in increasing power: each one may do everything the ones before it may."""
 
-    READER = "reader"  # read jobs, logs, workspaces, metrics
+    READER = "reader"  # read jobs, logs, workspaces, metrics, download workspace files
+    WORKER = "worker"  # also upload the output files of a page task it holds the lease of
     SUBMITTER = "submitter"  # also run processors and workflows, upload workspaces, cancel
     ADMIN = "admin"  # also delete workspaces and manage the server
 
 
-_RANK = {Role.READER: 0, Role.SUBMITTER: 1, Role.ADMIN: 2}
+_RANK = {Role.READER: 0, Role.WORKER: 1, Role.SUBMITTER: 2, Role.ADMIN: 3}
 _TOKEN_BYTES = 32
 
 

@@ -12,8 +12,8 @@ from fastapi import Depends, Request
 from ocrswarm.engine.service import EngineService
 from ocrswarm.engine.store import Store
 from ocrswarm.errors import NotFoundError, UnsafeInputError, UsageError
-from ocrswarm.server.callbacks import CallbackSender
 from ocrswarm.server.metscache import WorkspaceCache
+from ocrswarm.server.results import ResultSender
 from ocrswarm.server.settings import ServerSettings
 
 
@@ -81,8 +81,8 @@ def get_uploaded_workspaces(request: Request) -> UploadedWorkspaces:
     return find
 
 
-def get_callbacks(request: Request) -> CallbackSender:
-    sender: CallbackSender = request.app.state.callbacks
+def get_results(request: Request) -> ResultSender:
+    sender: ResultSender = request.app.state.results
     return sender
 
 
@@ -94,6 +94,6 @@ def get_workspace_cache(request: Request) -> WorkspaceCache:
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 ServiceDep = Annotated[EngineService, Depends(get_service)]
 StoreDep = Annotated[Store, Depends(get_store)]
-CallbacksDep = Annotated[CallbackSender, Depends(get_callbacks)]
+ResultsDep = Annotated[ResultSender, Depends(get_results)]
 WorkspaceCacheDep = Annotated[WorkspaceCache, Depends(get_workspace_cache)]
 UploadedWorkspacesDep = Annotated[UploadedWorkspaces, Depends(get_uploaded_workspaces)]

@@ -1,8 +1,9 @@
 """Request size limits, as ASGI middleware in front of every route.
 
 A request body may be at most `max_request_bytes` (JSON, multipart workflow texts), except
-an OCRD-ZIP upload (POST or PUT of `/workspace…`), which may be `max_upload_bytes` and is
-streamed to disk by its route. A body that declares a larger Content-Length is refused with
+an OCRD-ZIP upload (POST or PUT of `/workspace…`) and a worker's output file (PUT of
+`/workspace/{id}/files/…`), which may be `max_upload_bytes` and are streamed to disk by
+their routes. A body that declares a larger Content-Length is refused with
 413 before a byte of it is read; one that turns out larger while it arrives (chunked, or a
 lying header) makes the next read raise `RequestTooLarge`, which the route's cleanup sees and
 which ends as 413 too. Every 413 carries a JSON `detail`.
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _UPLOAD_PATH = re.compile(r"/workspace(/[^/]+)?/?")
 _UPLOAD_METHODS = frozenset({"POST", "PUT"})
+_FILE_PATH = re.compile(r"/workspace/[^/]+/files/.+")
 
 
 class RequestTooLarge(HTTPException):
@@ -29,10 +31,12 @@ class RequestTooLarge(HTTPException):
 
 
 def is_upload(scope: Scope) -> bool:
-    """Whether the request uploads a workspace (the only bodies allowed to be large)."""
-    return scope.get("method") in _UPLOAD_METHODS and bool(
-        _UPLOAD_PATH.fullmatch(scope.get("path", ""))
-    )
+    """Whether the request uploads a workspace or a file (the only bodies allowed to be
+    large)."""
+    method, path = scope.get("method"), scope.get("path", "")
+    if method == "PUT" and _FILE_PATH.fullmatch(path):
+        return True
+    return method in _UPLOAD_METHODS and bool(_UPLOAD_PATH.fullmatch(path))
 
 
 def declared_length(scope: Scope) -> int | None:

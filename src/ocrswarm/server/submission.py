@@ -1,5 +1,5 @@
 """What both run endpoints share: finding the workspace, its pages and their input files,
-and telling the callback URL when a job ends."""
+and reporting the result when a job ends (callback URL, result queue)."""
 
 from __future__ import annotations
 
@@ -10,19 +10,24 @@ from urllib.parse import urlsplit
 
 from ocrswarm.engine.records import FileRef, PageInputs
 from ocrswarm.engine.service import EngineService
-from ocrswarm.engine.states import State
 from ocrswarm.engine.store import Store
 from ocrswarm.errors import UsageError
 from ocrswarm.formats.pageselect import select_pages
 from ocrswarm.formats.workspace import Workspace
-from ocrswarm.server.callbacks import CallbackSender, PendingCallback
 from ocrswarm.server.deps import UploadedWorkspaces, mets_inside_data_roots
 from ocrswarm.server.metscache import WorkspaceCache
+from ocrswarm.server.results import (
+    Destination,
+    PendingResult,
+    ResultSender,
+    Transport,
+    check_queue_name,
+)
 from ocrswarm.server.settings import ServerSettings
 
 RABBITMQ_MISSING = (
-    "result_queue_name needs RabbitMQ (not configured on this server); "
-    "use callback_url, or poll the job"
+    "result_queue_name needs RabbitMQ ([queue] url in the server's configuration), which "
+    "this server does not have; use callback_url, or poll the job"
 )
 
 
@@ -110,34 +115,48 @@ def check_callback_url(url: str | None) -> None:
         raise UsageError(f"callback_url {url!r} is not an http or https URL")
 
 
-def call_back_when_finished(
+def check_result_queue(sender: ResultSender, name: str | None) -> None:
+    """A result queue needs RabbitMQ configured, and a name it accepts."""
+    if name is None:
+        return
+    if not sender.accepts_queues:
+        raise UsageError(RABBITMQ_MISSING)
+    check_queue_name(name)
+
+
+def report_when_finished(
     service: EngineService,
-    sender: CallbackSender,
-    url: str | None,
+    sender: ResultSender,
     target: Target,
     job_id: str,
     *,
     workflow: bool,
+    callback_url: str | None = None,
+    result_queue: str | None = None,
 ) -> None:
-    """POST `{job_id, state, path_to_mets|workspace_id}` to `url` once the job has ended
-    (promised on disk first, so a restart does not lose it)."""
-    if url is None:
+    """Send `{job_id, state, path_to_mets|workspace_id}` to the callback URL and the result
+    queue once the job has ended (promised on disk first, so a restart does not lose it)."""
+    destinations = []
+    if callback_url is not None:
+        destinations.append(Destination(Transport.CALLBACK, callback_url))
+    if result_queue is not None:
+        destinations.append(Destination(Transport.QUEUE, result_queue))
+    if not destinations:
         return
     where = (
         {"path_to_mets": str(target.mets_path)}
         if target.by_path
         else {"workspace_id": target.requested_id or target.workspace_id}
     )
-    promise = PendingCallback(job_id, workflow, url, where)
+    promise = PendingResult(job_id, workflow, where, tuple(destinations))
     sender.pending.add(promise)
     keep_promise(service, sender, promise)
 
 
-def keep_promise(service: EngineService, sender: CallbackSender, promise: PendingCallback) -> None:
-    """Send the promised callback when its job has finished (and its outputs are in the METS)."""
-
-    def report(job_id: str, state: State) -> None:
-        sender.send(promise.url, {"job_id": job_id, "state": str(state), **promise.where})
-        sender.pending.remove(job_id)
-
-    service.on_finished(promise.job_id, report, workflow=promise.workflow)
+def keep_promise(service: EngineService, sender: ResultSender, promise: PendingResult) -> None:
+    """Report the promised result when its job has finished (and its outputs are in the METS)."""
+    service.on_finished(
+        promise.job_id,
+        lambda _job_id, state: sender.report(promise, state),
+        workflow=promise.workflow,
+    )

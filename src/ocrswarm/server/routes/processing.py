@@ -13,7 +13,7 @@ from ocrswarm.errors import NotFoundError, UsageError
 from ocrswarm.processors.parameters import validate_parameters
 from ocrswarm.server.auth import Role, require
 from ocrswarm.server.deps import (
-    CallbacksDep,
+    ResultsDep,
     ServiceDep,
     SettingsDep,
     StoreDep,
@@ -24,11 +24,11 @@ from ocrswarm.server.logs import job_log
 from ocrswarm.server.routes.discovery import known_tool
 from ocrswarm.server.schemas import ProcessorArgs, ProcessorJob
 from ocrswarm.server.submission import (
-    RABBITMQ_MISSING,
-    call_back_when_finished,
     check_callback_url,
+    check_result_queue,
     find_target,
     page_inputs,
+    report_when_finished,
     require_file_grps,
 )
 
@@ -48,13 +48,12 @@ def run_processor(
     service: ServiceDep,
     settings: SettingsDep,
     cache: WorkspaceCacheDep,
-    callbacks: CallbacksDep,
+    results: ResultsDep,
     uploaded: UploadedWorkspacesDep,
 ) -> ProcessorJob:
     """A processing job: the processor over the selected pages, each page a task."""
     tool = known_tool(executable)
-    if args.result_queue_name is not None:
-        raise UsageError(RABBITMQ_MISSING)
+    check_result_queue(results, args.result_queue_name)
     check_callback_url(args.callback_url)
     if not args.input_file_grps:
         raise UsageError("input_file_grps: at least one input fileGrp is required")
@@ -91,7 +90,15 @@ def run_processor(
         page_selection=args.page_id,
     )
     service.add_workspace(target.workspace_id)
-    call_back_when_finished(service, callbacks, args.callback_url, target, job.id, workflow=False)
+    report_when_finished(
+        service,
+        results,
+        target,
+        job.id,
+        workflow=False,
+        callback_url=args.callback_url,
+        result_queue=args.result_queue_name,
+    )
     return _processor_job(job, service.settled(job.workspace_id, job.state, job.finished_at))
 
 

@@ -30,9 +30,8 @@ from ocrswarm.engine.workflow import (
 from ocrswarm.errors import NotFoundError, UsageError
 from ocrswarm.formats.atomicfile import write_atomic
 from ocrswarm.server.auth import Role, require
-from ocrswarm.server.callbacks import CallbackSender
 from ocrswarm.server.deps import (
-    CallbacksDep,
+    ResultsDep,
     ServiceDep,
     SettingsDep,
     UploadedWorkspaces,
@@ -40,13 +39,14 @@ from ocrswarm.server.deps import (
     WorkspaceCacheDep,
 )
 from ocrswarm.server.metscache import WorkspaceCache
+from ocrswarm.server.results import ResultSender
 from ocrswarm.server.schemas import WorkflowId, WorkflowJob, WorkflowJobSimple, WorkflowJobStatus
 from ocrswarm.server.settings import ServerSettings
 from ocrswarm.server.submission import (
-    call_back_when_finished,
     check_callback_url,
     find_target,
     page_inputs,
+    report_when_finished,
 )
 
 router = APIRouter(tags=["workflow"])
@@ -96,7 +96,7 @@ async def run_workflow(
     service: ServiceDep,
     settings: SettingsDep,
     cache: WorkspaceCacheDep,
-    callbacks: CallbacksDep,
+    results: ResultsDep,
     uploaded: UploadedWorkspacesDep,
     mets_path: str | None = None,
     workspace_id: str | None = None,
@@ -118,7 +118,7 @@ async def run_workflow(
     return await run_in_threadpool(
         _submit_workflow,
         service,
-        callbacks,
+        results,
         _RunRequest(text, mets_path, workspace_id, page_id, page_wise, workflow_callback_url),
         settings,
         cache,
@@ -138,7 +138,7 @@ class _RunRequest:
 
 def _submit_workflow(
     service: EngineService,
-    callbacks: CallbackSender,
+    results: ResultSender,
     request: _RunRequest,
     settings: ServerSettings,
     cache: WorkspaceCache,
@@ -167,7 +167,9 @@ def _submit_workflow(
         page_selection=request.page_id,
     )
     service.add_workspace(target.workspace_id)
-    call_back_when_finished(service, callbacks, request.callback_url, target, job.id, workflow=True)
+    report_when_finished(
+        service, results, target, job.id, workflow=True, callback_url=request.callback_url
+    )
     return _workflow_job(job, request.page_wise)
 
 
