@@ -42,6 +42,7 @@ from ocrswarm.server.routes import (
 from ocrswarm.server.schemas import ErrorBody
 from ocrswarm.server.settings import ServerSettings
 from ocrswarm.server.submission import keep_promise
+from ocrswarm.server.workspaces import WorkspaceLocks
 
 ROUTERS = (discovery, processing, workflow, workspace, files, jobs, workers, observe)
 
@@ -100,6 +101,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.workspace_cache = WorkspaceCache()
+    app.state.workspace_locks = WorkspaceLocks()  # submissions vs. replacing a workspace
     stopping_event(app)  # set by GracefulServer on SIGTERM; live streams end on it
     install_error_handlers(app)
     # The last added runs first: the allowlist before anything reads a byte of the body.

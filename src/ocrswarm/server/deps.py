@@ -15,6 +15,7 @@ from ocrswarm.errors import NotFoundError, UnsafeInputError, UsageError
 from ocrswarm.server.metscache import WorkspaceCache
 from ocrswarm.server.results import ResultSender
 from ocrswarm.server.settings import ServerSettings
+from ocrswarm.server.workspaces import WorkspaceLocks
 
 
 def get_settings(request: Request) -> ServerSettings:
@@ -91,9 +92,15 @@ def get_workspace_cache(request: Request) -> WorkspaceCache:
     return cache
 
 
+def get_workspace_locks(request: Request) -> WorkspaceLocks:
+    locks: WorkspaceLocks = request.app.state.workspace_locks
+    return locks
+
+
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 ServiceDep = Annotated[EngineService, Depends(get_service)]
 StoreDep = Annotated[Store, Depends(get_store)]
 ResultsDep = Annotated[ResultSender, Depends(get_results)]
 WorkspaceCacheDep = Annotated[WorkspaceCache, Depends(get_workspace_cache)]
 UploadedWorkspacesDep = Annotated[UploadedWorkspaces, Depends(get_uploaded_workspaces)]
+WorkspaceLocksDep = Annotated[WorkspaceLocks, Depends(get_workspace_locks)]

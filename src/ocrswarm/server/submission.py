@@ -3,7 +3,9 @@ and reporting the result when a job ends (callback URL, result queue)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import os
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,7 +13,7 @@ from urllib.parse import urlsplit
 from ocrswarm.engine.records import FileRef, PageInputs
 from ocrswarm.engine.service import EngineService
 from ocrswarm.engine.store import Store
-from ocrswarm.errors import UsageError
+from ocrswarm.errors import NotFoundError, UsageError
 from ocrswarm.formats.pageselect import select_pages
 from ocrswarm.formats.workspace import Workspace
 from ocrswarm.server.deps import UploadedWorkspaces, mets_inside_data_roots
@@ -24,6 +26,7 @@ from ocrswarm.server.results import (
     check_queue_name,
 )
 from ocrswarm.server.settings import ServerSettings
+from ocrswarm.server.workspaces import WorkspaceLocks
 
 RABBITMQ_MISSING = (
     "result_queue_name needs RabbitMQ ([queue] url in the server's configuration), which "
@@ -65,6 +68,56 @@ def find_target(
     else:
         store_id, upload = workspace_id, store.workspace(workspace_id).mets_path
     return Target(store_id, upload, cache.open(upload), False, workspace_id)
+
+
+@contextmanager
+def held_target(
+    store: Store,
+    settings: ServerSettings,
+    cache: WorkspaceCache,
+    locks: WorkspaceLocks,
+    *,
+    path_to_mets: str | None,
+    workspace_id: str | None,
+    uploaded: UploadedWorkspaces = lambda _id: None,
+) -> Iterator[Target]:
+    """`find_target`, with the workspace's lock held until the block ends: submit the job in
+    the block. A replacement or deletion of the workspace waits for it, and then finds the
+    job unfinished (409); one under way is waited for, and the block sees the new workspace."""
+    directory = _workspace_directory(store, path_to_mets, workspace_id, uploaded)
+    # without a directory find_target says what is wrong with the request
+    with locks.hold(directory) if directory is not None else nullcontext():
+        yield find_target(
+            store,
+            settings,
+            cache,
+            path_to_mets=path_to_mets,
+            workspace_id=workspace_id,
+            uploaded=uploaded,
+        )
+
+
+def _workspace_directory(
+    store: Store,
+    path_to_mets: str | None,
+    workspace_id: str | None,
+    uploaded: UploadedWorkspaces,
+) -> Path | None:
+    """The directory of the workspace a request names, found without reading anything in it
+    (a replacement may be under way); None when the request names none."""
+    if path_to_mets is not None:
+        if workspace_id is not None or not path_to_mets or "\x00" in path_to_mets:
+            return None
+        return Path(os.path.realpath(path_to_mets)).parent
+    if workspace_id is None:
+        return None
+    upload = uploaded(workspace_id)
+    if upload is not None:
+        return upload.parent
+    try:
+        return store.workspace(workspace_id).directory
+    except NotFoundError:
+        return None
 
 
 def page_inputs(

@@ -14,6 +14,11 @@ unpacked beside the old one and verified before a rename swaps it in, so a faile
 replacement leaves the old workspace untouched. Swaps, deletions and lookups of one library
 are serialised by a lock (so no lookup falls between the two renames of a swap); the
 unpacking itself runs outside it.
+
+`WorkspaceLocks` orders a workspace's replacement or deletion against job submissions on
+it: each holds the workspace directory's lock from its check (no unfinished job; the METS
+read) to its act (the swap; the job written), so a job is never submitted between the
+check and the swap of a replacement, to run on a workspace that is being exchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import shutil
 import threading
 import uuid
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +82,38 @@ def bag_identifier(bag: Path) -> str | None:
     return None
 
 
+class WorkspaceLocks:
+    """One lock per workspace directory (its real path), made while someone holds or waits
+    for it and forgotten afterwards (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}  # directory -> lock, users
+
+    @contextmanager
+    def hold(self, directory: Path) -> Iterator[None]:
+        """Hold the lock of `directory` for the block (waiting for whoever holds it)."""
+        key = os.path.realpath(directory)
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users == 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+    def users(self, directory: Path) -> int:
+        """How many hold or wait for the lock of `directory` now."""
+        with self._guard:
+            return self._locks.get(os.path.realpath(directory), (None, 0))[1]
+
+
 class WorkspaceLibrary:
     """The uploaded workspaces of one data directory (see the module docstring)."""
 
@@ -110,6 +149,10 @@ class WorkspaceLibrary:
         if self.uploads.is_dir():
             for entry in self.uploads.iterdir():
                 entry.unlink(missing_ok=True)
+
+    def directory(self, workspace_id: str) -> Path:
+        """Where the workspace `workspace_id` is (or would be) unpacked."""
+        return self.root / check_workspace_id(workspace_id)
 
     def exists(self, workspace_id: str) -> bool:
         if not _ID.fullmatch(workspace_id):

@@ -19,6 +19,7 @@ from ocrswarm.server.deps import (
     StoreDep,
     UploadedWorkspacesDep,
     WorkspaceCacheDep,
+    WorkspaceLocksDep,
 )
 from ocrswarm.server.logs import job_log
 from ocrswarm.server.routes.discovery import known_tool
@@ -26,7 +27,7 @@ from ocrswarm.server.schemas import ProcessorArgs, ProcessorJob
 from ocrswarm.server.submission import (
     check_callback_url,
     check_result_queue,
-    find_target,
+    held_target,
     page_inputs,
     report_when_finished,
     require_file_grps,
@@ -50,6 +51,7 @@ def run_processor(
     cache: WorkspaceCacheDep,
     results: ResultsDep,
     uploaded: UploadedWorkspacesDep,
+    locks: WorkspaceLocksDep,
 ) -> ProcessorJob:
     """A processing job: the processor over the selected pages, each page a task."""
     tool = known_tool(executable)
@@ -62,18 +64,6 @@ def run_processor(
     parameters = validate_parameters(tool, args.parameters)
     depends_on = list(args.depends_on or ())
     made_by_dependencies = _outputs_of(store, depends_on)
-    target = find_target(
-        store,
-        settings,
-        cache,
-        path_to_mets=args.path_to_mets,
-        workspace_id=args.workspace_id,
-        uploaded=uploaded,
-    )
-    require_file_grps(target.workspace, args.input_file_grps, made_by_dependencies)
-    pages = page_inputs(
-        target.workspace, args.page_id, args.input_file_grps, keep_empty=bool(depends_on)
-    )
     step = WorkflowStep(
         str(tool.get("executable", executable)),
         tuple(args.input_file_grps),
@@ -81,14 +71,27 @@ def run_processor(
         parameters,
         None,
     )
-    job = store.submit_processing_job(
-        target.workspace_id,
-        step,
-        pages,
-        description=args.description,
-        depends_on=depends_on,
-        page_selection=args.page_id,
-    )
+    with held_target(
+        store,
+        settings,
+        cache,
+        locks,
+        path_to_mets=args.path_to_mets,
+        workspace_id=args.workspace_id,
+        uploaded=uploaded,
+    ) as target:
+        require_file_grps(target.workspace, args.input_file_grps, made_by_dependencies)
+        pages = page_inputs(
+            target.workspace, args.page_id, args.input_file_grps, keep_empty=bool(depends_on)
+        )
+        job = store.submit_processing_job(
+            target.workspace_id,
+            step,
+            pages,
+            description=args.description,
+            depends_on=depends_on,
+            page_selection=args.page_id,
+        )
     service.add_workspace(target.workspace_id)
     report_when_finished(
         service,

@@ -37,6 +37,7 @@ from ocrswarm.server.deps import (
     UploadedWorkspaces,
     UploadedWorkspacesDep,
     WorkspaceCacheDep,
+    WorkspaceLocksDep,
 )
 from ocrswarm.server.metscache import WorkspaceCache
 from ocrswarm.server.results import ResultSender
@@ -44,10 +45,11 @@ from ocrswarm.server.schemas import WorkflowId, WorkflowJob, WorkflowJobSimple, 
 from ocrswarm.server.settings import ServerSettings
 from ocrswarm.server.submission import (
     check_callback_url,
-    find_target,
+    held_target,
     page_inputs,
     report_when_finished,
 )
+from ocrswarm.server.workspaces import WorkspaceLocks
 
 router = APIRouter(tags=["workflow"])
 _readers = [Depends(require(Role.READER))]
@@ -98,6 +100,7 @@ async def run_workflow(
     cache: WorkspaceCacheDep,
     results: ResultsDep,
     uploaded: UploadedWorkspacesDep,
+    locks: WorkspaceLocksDep,
     mets_path: str | None = None,
     workspace_id: str | None = None,
     agent_type: str = "worker",
@@ -123,6 +126,7 @@ async def run_workflow(
         settings,
         cache,
         uploaded,
+        locks,
     )
 
 
@@ -143,29 +147,31 @@ def _submit_workflow(
     settings: ServerSettings,
     cache: WorkspaceCache,
     uploaded: UploadedWorkspaces,
+    locks: WorkspaceLocks,
 ) -> WorkflowJob:
     """Check the workflow against the workspace and submit it in one bulk insert."""
     steps = parse_workflow(request.workflow_text)
     store = service.store
-    target = find_target(
+    with held_target(
         store,
         settings,
         cache,
+        locks,
         path_to_mets=request.mets_path,
         workspace_id=request.workspace_id,
         uploaded=uploaded,
-    )
-    checked = validate_steps(
-        steps, tool_description, available_file_grps=target.workspace.mets.file_groups
-    )
-    pages = page_inputs(target.workspace, request.page_id, mets_input_file_grps(checked))
-    job = store.submit_workflow(
-        target.workspace_id,
-        checked,
-        pages,
-        description=f"workflow over {len(pages)} pages of {target.mets_path}",
-        page_selection=request.page_id,
-    )
+    ) as target:
+        checked = validate_steps(
+            steps, tool_description, available_file_grps=target.workspace.mets.file_groups
+        )
+        pages = page_inputs(target.workspace, request.page_id, mets_input_file_grps(checked))
+        job = store.submit_workflow(
+            target.workspace_id,
+            checked,
+            pages,
+            description=f"workflow over {len(pages)} pages of {target.mets_path}",
+            page_selection=request.page_id,
+        )
     service.add_workspace(target.workspace_id)
     report_when_finished(
         service, results, target, job.id, workflow=True, callback_url=request.callback_url

@@ -6,7 +6,9 @@ verified by `formats.ocrdzip` before they replace anything: a damaged or hostile
 and leaves nothing behind. POST names the new workspace with a fresh UUID (the bag's
 Ocrd-Identifier is kept as metadata: it is not unique and not URL-safe); PUT uses the id in
 its path. Every workspace is registered in the engine's store, so jobs can run on it. A
-workspace with unfinished jobs cannot be replaced or deleted (409). A deleted id answers 410.
+workspace with unfinished jobs cannot be replaced or deleted (409): the check and the swap
+(or deletion) happen under the workspace's lock, which job submissions take too, so no job
+slips in between. A deleted id answers 410.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from ocrswarm.engine.submission import workspace_id_for
 from ocrswarm.errors import FormatError, UsageError
 from ocrswarm.formats.ocrdzip import pack_workspace
 from ocrswarm.server.auth import Role, require
-from ocrswarm.server.deps import get_settings, get_store
+from ocrswarm.server.deps import WorkspaceLocksDep, get_settings, get_store
 from ocrswarm.server.limits import RequestTooLarge
 from ocrswarm.server.settings import ServerSettings
 from ocrswarm.server.workspaces import (
     StoredWorkspace,
     WorkspaceGoneError,
     WorkspaceLibrary,
+    WorkspaceLocks,
     check_workspace_id,
 )
 
@@ -145,6 +148,7 @@ async def _store_upload(
     library: WorkspaceLibrary,
     store: Store,
     settings: ServerSettings,
+    locks: WorkspaceLocks,
     workspace_id: str,
 ) -> StoredWorkspace:
     """Receive, unpack, verify and install the uploaded bag as `workspace_id`."""
@@ -157,13 +161,28 @@ async def _store_upload(
     finally:
         bag.unlink(missing_ok=True)
     try:
-        if library.exists(workspace_id):
-            await run_in_threadpool(_refuse_if_busy, store, library.get(workspace_id), "replace")
-        stored = await run_in_threadpool(library.install, workspace_id, staged)
+        stored = await run_in_threadpool(
+            install_unless_busy, library, store, locks, workspace_id, staged
+        )
     finally:
         await run_in_threadpool(_remove_tree, staged)
     await run_in_threadpool(store.add_workspace, stored.mets_path)
     return stored
+
+
+def install_unless_busy(
+    library: WorkspaceLibrary,
+    store: Store,
+    locks: WorkspaceLocks,
+    workspace_id: str,
+    staged: Path,
+) -> StoredWorkspace:
+    """Swap the staged workspace in, unless the one it replaces has unfinished jobs (409):
+    both under the workspace's lock, so that no job is submitted between check and swap."""
+    with locks.hold(library.directory(workspace_id)):
+        if library.exists(workspace_id):
+            _refuse_if_busy(store, library.get(workspace_id), "replace")
+        return library.install(workspace_id, staged)
 
 
 def _remove_tree(path: Path) -> None:
@@ -200,9 +219,13 @@ def list_workspaces(request: Request, library: LibraryDep) -> list[dict[str, Any
     responses={400: {"description": "Invalid workspace"}, 413: {"description": "Too large"}},
 )
 async def create_workspace(
-    request: Request, library: LibraryDep, store: StoreDep, settings: SettingsDep
+    request: Request,
+    library: LibraryDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    locks: WorkspaceLocksDep,
 ) -> JSONResponse:
-    stored = await _store_upload(request, library, store, settings, str(uuid.uuid4()))
+    stored = await _store_upload(request, library, store, settings, locks, str(uuid.uuid4()))
     return JSONResponse(_resource(request, stored), status_code=201)
 
 
@@ -223,14 +246,15 @@ async def replace_workspace(
     library: LibraryDep,
     store: StoreDep,
     settings: SettingsDep,
+    locks: WorkspaceLocksDep,
 ) -> JSONResponse:
     try:
         check_workspace_id(workspace_id)
     except UsageError as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
-    if library.exists(workspace_id):
+    if library.exists(workspace_id):  # early, before the upload; checked again at the swap
         await run_in_threadpool(_refuse_if_busy, store, library.get(workspace_id), "replace")
-    stored = await _store_upload(request, library, store, settings, workspace_id)
+    stored = await _store_upload(request, library, store, settings, locks, workspace_id)
     return JSONResponse(_resource(request, stored))
 
 
@@ -267,12 +291,17 @@ def get_workspace(workspace_id: WorkspaceIdPath, request: Request, library: Libr
     responses={409: {"description": "Workspace has unfinished jobs"}, **_WORKSPACE_ANSWERS},
 )
 def delete_workspace(
-    workspace_id: WorkspaceIdPath, request: Request, library: LibraryDep, store: StoreDep
+    workspace_id: WorkspaceIdPath,
+    request: Request,
+    library: LibraryDep,
+    store: StoreDep,
+    locks: WorkspaceLocksDep,
 ) -> JSONResponse:
     stored = _lookup(library, workspace_id)
-    _refuse_if_busy(store, stored, "delete")
-    try:
-        library.delete(workspace_id)
-    except WorkspaceGoneError as gone:
-        raise HTTPException(status_code=410, detail=str(gone)) from None
+    with locks.hold(library.directory(workspace_id)):  # no job submitted between check, delete
+        _refuse_if_busy(store, stored, "delete")
+        try:
+            library.delete(workspace_id)
+        except WorkspaceGoneError as gone:
+            raise HTTPException(status_code=410, detail=str(gone)) from None
     return JSONResponse(_resource(request, stored))
