@@ -3,11 +3,14 @@ does nothing twice in the METS, and leaves no job RUNNING."""
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ import httpx
 import pytest
 
 from ocrswarm.formats.mets import Mets
-from tests.server.conftest import ServerProcess, wait_for
+from tests.server.conftest import ServerProcess, _Receiver, free_port, wait_for
 
 PAGES = 30
 SLOW_TWO_STEPS = (
@@ -85,6 +88,64 @@ def test_a_restarted_server_finishes_the_workflow_once(
     for grp in ("SLOW1", "SLOW2"):
         pages = Counter(file.page_id for file in document.find_files(file_grp=grp))
         assert pages == dict.fromkeys(document.page_ids, 1)
+
+
+@contextmanager
+def receiver_on(port: int) -> Iterator[list[dict[str, Any]]]:
+    """A callback receiver on a given loopback port; the messages POSTed to it."""
+    handler = type("Handler", (_Receiver,), {"received": []})
+    http = HTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield handler.received
+    finally:
+        http.shutdown()
+        http.server_close()
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL])
+def test_a_callback_not_yet_delivered_is_sent_by_the_restarted_server(
+    server_factory: Callable[..., ServerProcess],
+    make_workspace: Callable[..., Path],
+    stop_signal: int,
+) -> None:
+    """Delivery is at least once: the promise leaves the server's disk only once delivered
+    (or given up after its retries), so the restarted server sends it; a server that dies
+    between delivery and removal sends it again, and receivers tell repeats by job_id."""
+    mets = make_workspace(2)
+    port = free_port()  # nobody listens there yet
+    server = server_factory()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        body = {
+            "path_to_mets": str(mets),
+            "input_file_grps": ["OCR-D-IMG"],
+            "output_file_grps": ["OCR-D-DUMMY"],
+            "callback_url": f"http://127.0.0.1:{port}/done",
+        }
+        job = client.post("/processor/run/ocrd-dummy", json=body).raise_for_status().json()
+        done = wait_for(
+            client, f"/processor/job/{job['job_id']}", lambda a: a["state"] == "SUCCESS"
+        )
+        assert done["state"] == "SUCCESS"
+    deadline = time.monotonic() + 30
+    while not re.search(rf"{job['job_id']}.*attempt 1", server.log()):  # tried, and failed
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)
+    server.stop(stop_signal)
+    with receiver_on(port) as received:
+        server.start()
+        deadline = time.monotonic() + 60
+        while not received:
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
+        expected = {
+            "job_id": job["job_id"],
+            "state": "SUCCESS",
+            "path_to_mets": str(mets.resolve()),
+        }
+        assert received[0] == expected
+        assert all(message == expected for message in received)
 
 
 def test_a_second_server_on_the_same_data_dir_is_refused(
