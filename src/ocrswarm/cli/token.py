@@ -19,7 +19,8 @@ def token() -> None:
     type=click.Choice([role.value for role in Role]),
     default=Role.SUBMITTER.value,
     show_default=True,
-    help="reader: read only; submitter: also run jobs and upload; admin: also delete.",
+    help="reader: read only; worker: also upload the outputs of the pages it leases "
+    "(ocrswarm worker --server); submitter: also run jobs and upload; admin: also delete.",
 )
 def new(name: str, role: str) -> None:
     """Print a fresh random token once, and the [[server.tokens]] entry to configure.
