@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ocrswarm.engine.transfer import (
     TransferError,
     workspace_relative,
 )
+from ocrswarm.errors import FormatError
 from ocrswarm.formats.mets import MIMETYPE_PAGE
 from ocrswarm.formats.page import AlternativeImage, PcGts, page_to_bytes
 from ocrswarm.server.auth import Role
@@ -98,6 +100,26 @@ def test_a_file_in_the_mirror_is_revalidated_not_downloaded_again(
     assert path.stat().st_ino == inode  # a download would have replaced the file
 
 
+def test_another_worker_process_reuses_the_mirror_too(
+    served: FileServer, transfer: FileTransfer
+) -> None:
+    lease = served.lease()
+    mirrored = transfer.fetch(lease)
+    path = mirrored.workspace_dir / mirrored.inputs[0].href
+    try:
+        os.getxattr(path, "user.ocrswarm.etag")
+    except OSError:
+        pytest.skip(
+            "this file system keeps no extended attributes (then each process revalidates its own)"
+        )
+    inode = path.stat().st_ino
+
+    with FileTransfer(served.url, TOKENS[Role.WORKER], transfer.mirror) as other:
+        other.fetch(lease)
+
+    assert path.stat().st_ino == inode
+
+
 def test_a_changed_file_is_downloaded_again(served: FileServer, transfer: FileTransfer) -> None:
     lease = served.lease()
     mirrored = transfer.fetch(lease)
@@ -153,6 +175,16 @@ def test_a_rejected_token_says_so(served: FileServer, tmp_path: Path) -> None:
             reader.push(mirrored, [output])
 
 
+def test_the_token_can_be_checked_before_any_page(served: FileServer, tmp_path: Path) -> None:
+    with (
+        FileTransfer(served.url, TOKENS[Role.WORKER], tmp_path / "m1", backoff=QUICK) as good,
+        FileTransfer(served.url, "wrong", tmp_path / "m2", backoff=QUICK) as bad,
+    ):
+        good.check_token()
+        with pytest.raises(TokenRejectedError, match="token"):
+            bad.check_token()
+
+
 def test_an_unreachable_server_is_retried_then_fails(served: FileServer, tmp_path: Path) -> None:
     lease = served.lease()
     nobody = f"http://127.0.0.1:{free_port()}"
@@ -186,8 +218,8 @@ def test_hrefs_become_workspace_relative(href: str, relative: str) -> None:
 
 
 @pytest.mark.parametrize("href", ["/srv/other/a.png", "../a.png", "https://example.org/a.png"])
-def test_hrefs_outside_the_workspace_are_refused(href: str) -> None:
-    with pytest.raises(TransferError):
+def test_hrefs_outside_the_workspace_are_refused_as_bad_data(href: str) -> None:
+    with pytest.raises(FormatError):
         workspace_relative(Path("/srv/ws"), href)
 
 

@@ -25,7 +25,7 @@ from ocrswarm.formats.workspace import Workspace
 from ocrswarm.server.auth import token_digest
 from ocrswarm.server.errors import install_error_handlers
 from ocrswarm.server.limits import RequestSizeLimit
-from ocrswarm.server.routes import files
+from ocrswarm.server.routes import files, workers
 from ocrswarm.server.settings import ServerSettings, TokenEntry
 from ocrswarm.server.submission import page_inputs
 from tests.render import render_page
@@ -64,6 +64,7 @@ def files_app(store: Store, data_dir: Path) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestSizeLimit, max_request_bytes=1024, max_upload_bytes=MAX_FILE_BYTES)
     app.include_router(files.router)
+    app.include_router(workers.router)  # FileTransfer.check_token asks it
     return app
 
 

@@ -17,10 +17,12 @@ backoff before it is `ServerUnreachableError`.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote, unquote, urlsplit
@@ -29,7 +31,7 @@ import httpx
 
 from ocrswarm.engine.files import FileLike
 from ocrswarm.engine.records import FileRef, TaskLease
-from ocrswarm.errors import OcrswarmError
+from ocrswarm.errors import FormatError, OcrswarmError, UnsafeInputError
 from ocrswarm.formats.atomicfile import atomic_writer
 from ocrswarm.formats.mets import MIMETYPE_PAGE, is_url
 from ocrswarm.formats.safexml import parse_xml
@@ -39,6 +41,7 @@ LEASE_HEADER = "X-Ocrswarm-Lease"  # the server's files route reads the lease to
 DEFAULT_BACKOFF: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits between attempts
 CHUNK_BYTES = 1024 * 1024
 _RETRIED_STATUSES = frozenset({500, 502, 503, 504})
+_ETAG_XATTR = "user.ocrswarm.etag"  # the server's ETag of a mirror file, for other processes
 # Where PAGE-XML names other files of the workspace: the page image and derived images.
 _PAGE_IMAGES = (
     "//*[local-name()='Page']/@imageFilename | //*[local-name()='AlternativeImage']/@filename"
@@ -67,6 +70,19 @@ class _Retry(Exception):
     """One attempt failed in a way another attempt may not."""
 
 
+@dataclass(frozen=True, slots=True)
+class RemoteFiles:
+    """Where a worker without the shared directory gets its files. Plain values, so it can
+    be handed to worker processes, each of which opens its own `FileTransfer`."""
+
+    server_url: str
+    token: str
+    mirror: Path
+
+    def open(self) -> FileTransfer:
+        return FileTransfer(self.server_url, self.token, self.mirror)
+
+
 class FileTransfer:
     """Fetches a task's inputs from the server into a local mirror and pushes its outputs
     back (see the module docstring). Thread-safe: worker threads may share one."""
@@ -91,7 +107,7 @@ class FileTransfer:
             follow_redirects=False,
             transport=transport,
         )
-        self._etags: dict[tuple[str, str], str] = {}  # (workspace id, path) → server ETag
+        self._etags: dict[Path, str] = {}  # mirror file → the server's ETag of its content
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -107,34 +123,56 @@ class FileTransfer:
         """The local directory that stands in for the workspace `workspace_id`."""
         return self.mirror / workspace_id
 
+    def check_token(self) -> None:
+        """TokenRejectedError now, rather than a failed page later, if the server refuses
+        the token (ServerUnreachableError if it does not answer)."""
+
+        def attempt() -> None:
+            response = self._client.get("/workers")
+            if response.status_code != 200:
+                self._refuse(response, "checking the token")
+
+        self._retrying(attempt, "checking the token")
+
     def fetch(self, lease: TaskLease) -> TaskLease:
         """Download the task's input files (and the images its PAGE inputs name) into the
         mirror; the lease with the mirror as its workspace and workspace-relative hrefs."""
-        directory = self.mirror_of(lease.workspace_id)
-        inputs: list[FileRef] = []
-        for ref in lease.inputs:
-            if is_url(ref.href) and not ref.href.lower().startswith("file:"):
-                inputs.append(ref)  # a remote file: the processor refuses it, as it would here
-                continue
-            relative = workspace_relative(lease.workspace_dir, ref.href)
-            self._download(lease.workspace_id, directory, relative)
-            if ref.mimetype == MIMETYPE_PAGE:
-                for image in page_images(directory / relative):
-                    self._download(
-                        lease.workspace_id,
-                        directory,
-                        workspace_relative(lease.workspace_dir, image),
-                    )
-            inputs.append(replace(ref, href=relative))
+        directory, inputs = self.fetch_files(lease.workspace_id, lease.workspace_dir, lease.inputs)
         return replace(lease, workspace_dir=directory, inputs=inputs)
 
     def push(self, lease: TaskLease, outputs: Iterable[FileLike]) -> None:
         """Upload each output file (relative to the lease's workspace, i.e. the mirror
         `fetch` made) under the task's lease; returns once the server holds them all."""
+        self.push_files(lease.workspace_id, lease.workspace_dir, lease.token, outputs)
+
+    def fetch_files(
+        self, workspace_id: str, workspace_dir: Path, inputs: Iterable[FileRef]
+    ) -> tuple[Path, list[FileRef]]:
+        """`fetch` for a task given by parts: the workspace's id and directory on the server
+        and the input files; the mirror directory and the inputs relative to it."""
+        directory = self.mirror_of(workspace_id)
+        fetched: list[FileRef] = []
+        for ref in inputs:
+            if is_url(ref.href) and not ref.href.lower().startswith("file:"):
+                fetched.append(ref)  # a remote file: the processor refuses it, as it would here
+                continue
+            relative = workspace_relative(workspace_dir, ref.href)
+            self._download(workspace_id, directory, relative)
+            if ref.mimetype == MIMETYPE_PAGE:
+                for image in page_images(directory / relative):
+                    image_relative = workspace_relative(workspace_dir, image)
+                    self._download(workspace_id, directory, image_relative)
+            fetched.append(replace(ref, href=relative))
+        return directory, fetched
+
+    def push_files(
+        self, workspace_id: str, directory: Path, lease_token: str, outputs: Iterable[FileLike]
+    ) -> None:
+        """`push` for a task given by parts: its workspace's id, the mirror directory the
+        outputs were written to, and the lease token."""
         for output in outputs:
-            relative = workspace_relative(lease.workspace_dir, output.href)
-            path = resolve_href(lease.workspace_dir, relative)
-            self._upload(lease, relative, path)
+            relative = workspace_relative(directory, output.href)
+            self._upload(workspace_id, lease_token, relative, resolve_href(directory, relative))
 
     # --- one file --------------------------------------------------------------------------
 
@@ -143,10 +181,8 @@ class FileTransfer:
 
     def _download(self, workspace_id: str, directory: Path, relative: str) -> None:
         target = resolve_href(directory, relative)
-        key = (workspace_id, relative)
-        with self._lock:
-            known = self._etags.get(key)
-        headers = {"If-None-Match": known} if known is not None and target.is_file() else {}
+        known = self._known_etag(target)
+        headers = {"If-None-Match": known} if known is not None else {}
         url = self._url(workspace_id, relative)
 
         def attempt() -> None:
@@ -161,13 +197,12 @@ class FileTransfer:
                         stream.write(chunk)
                 etag = response.headers.get("etag")
             if etag is not None:
-                with self._lock:
-                    self._etags[key] = etag
+                self._remember_etag(target, etag)
 
         self._retrying(attempt, f"downloading {relative} of workspace {workspace_id}")
 
-    def _upload(self, lease: TaskLease, relative: str, path: Path) -> None:
-        url = self._url(lease.workspace_id, relative)
+    def _upload(self, workspace_id: str, lease_token: str, relative: str, path: Path) -> None:
+        url = self._url(workspace_id, relative)
 
         def attempt() -> None:
             size = path.stat().st_size
@@ -175,7 +210,7 @@ class FileTransfer:
                 url,
                 content=_chunks(path),
                 headers={
-                    LEASE_HEADER: lease.token,
+                    LEASE_HEADER: lease_token,
                     "Content-Type": "application/octet-stream",
                     "Content-Length": str(size),
                 },
@@ -184,10 +219,27 @@ class FileTransfer:
                 self._refuse(response, f"uploading {relative}")
             etag = response.json().get("etag")
             if isinstance(etag, str):
-                with self._lock:
-                    self._etags[(lease.workspace_id, relative)] = etag
+                self._remember_etag(path, etag)
 
-        self._retrying(attempt, f"uploading {relative} of workspace {lease.workspace_id}")
+        self._retrying(attempt, f"uploading {relative} of workspace {workspace_id}")
+
+    def _known_etag(self, path: Path) -> str | None:
+        """The server's ETag of the content `path` holds, if known: from this process's
+        memory, else from the file's extended attribute (another worker process's)."""
+        with self._lock:
+            known = self._etags.get(path)
+        if known is not None or not path.is_file():
+            return known if path.is_file() else None
+        try:
+            return os.getxattr(path, _ETAG_XATTR).decode("ascii")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _remember_etag(self, path: Path, etag: str) -> None:
+        with self._lock:
+            self._etags[path] = etag
+        with contextlib.suppress(OSError, UnicodeEncodeError):  # no xattrs here: memory only
+            os.setxattr(path, _ETAG_XATTR, etag.encode("ascii"))
 
     def _refuse(self, response: httpx.Response, what: str) -> NoReturn:
         """Raise for an answer that is not a success: _Retry for a passing server error."""
@@ -227,20 +279,21 @@ class FileTransfer:
 def workspace_relative(workspace_dir: Path, href: str) -> str:
     """`href` as a normalised path relative to the workspace: a relative href as it is, an
     absolute path or `file:` URL inside `workspace_dir` (the server's path) made relative.
-    TransferError for one that leads elsewhere."""
+    UnsafeInputError for one that leads elsewhere, FormatError for a remote URL (both are
+    bad data: trying again cannot help)."""
     if is_url(href):
         parts = urlsplit(href)
         if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
-            raise TransferError(f"{href} is not a file of the workspace")
+            raise FormatError(f"{href} is a remote file; ocrswarm does not fetch remote files")
         href = unquote(parts.path)
     path = PurePosixPath(href)
     if path.is_absolute():
         base = PurePosixPath(workspace_dir.as_posix())
         if not path.is_relative_to(base):
-            raise TransferError(f"{href} lies outside the workspace {workspace_dir}")
+            raise UnsafeInputError(f"href {href!r} lies outside the workspace {workspace_dir}")
         path = path.relative_to(base)
     if not path.parts or ".." in path.parts:
-        raise TransferError(f"{href} is not a path inside the workspace")
+        raise UnsafeInputError(f"href {href!r} is not a path inside the workspace")
     return path.as_posix()
 
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ocrswarm.engine.files import page_job
 from ocrswarm.engine.records import FileRef, TaskLease
@@ -36,6 +36,9 @@ from ocrswarm.engine.tools import processor_class
 from ocrswarm.errors import FormatError, OcrswarmError
 from ocrswarm.processors.processor import OutputFile, Processor
 from ocrswarm.processors.processor import check_outputs as check_page_outputs
+
+if TYPE_CHECKING:  # imported by the worker only when it transfers files (httpx is heavy)
+    from ocrswarm.engine.transfer import FileTransfer, RemoteFiles
 
 STOP = "stop"
 IDLE = 0  # the shared current-task value of a worker between tasks
@@ -53,6 +56,7 @@ class Work(NamedTuple):
     executable: str
     parameters: Mapping[str, Any]
     page_id: str
+    workspace_id: str
     workspace_dir: str
     inputs: tuple[tuple[str, str, str, str], ...]  # (fileGrp, ID, MIME type, href)
     output_file_grps: tuple[str, ...]
@@ -65,6 +69,7 @@ class Work(NamedTuple):
             lease.executable,
             lease.parameters,
             lease.page_id,
+            lease.workspace_id,
             str(lease.workspace_dir),
             tuple((f.file_grp, f.file_id, f.mimetype, f.href) for f in lease.inputs),
             lease.output_file_grps,
@@ -91,8 +96,10 @@ def worker_main(
     current_task: ctypes.c_int64,
     warm_up: Sequence[tuple[str, Mapping[str, Any]]],
     extra_env: Mapping[str, str],
+    remote_files: RemoteFiles | None = None,
 ) -> None:
-    """A worker process: process the work it is sent, in order, until told to stop."""
+    """A worker process: process the work it is sent, in order, until told to stop.
+    `remote_files`: the files are not here but on the server (HTTP file transfer)."""
     os.environ.update(extra_env)
     os.environ["OMP_THREAD_LIMIT"] = "1"  # before any processor loads Tesseract
     # Ctrl-C and a stop request reach the whole process group; the coordinator handles them
@@ -102,7 +109,7 @@ def worker_main(
     batches: queue.SimpleQueue[list[Work] | None] = queue.SimpleQueue()
     stopping = threading.Event()
     threading.Thread(target=_read, args=(inbox, batches, stopping), daemon=True).start()
-    processors = ResidentProcessors()
+    processors = ResidentProcessors(remote_files.open() if remote_files is not None else None)
     for executable, parameters in warm_up:
         processors.warm_up(executable, parameters)
     answers = _Answers(outbox)
@@ -183,9 +190,14 @@ class _Broken:
 
 
 class ResidentProcessors:
-    """One processor instance per (executable, parameters), kept for the worker's lifetime."""
+    """One processor instance per (executable, parameters), kept for the worker's lifetime.
 
-    def __init__(self) -> None:
+    With a `transfer` (a worker without the shared directory) each page's input files are
+    first fetched from the server into a local mirror, and its outputs pushed back before
+    the page counts as done; a transfer that fails fails the page, like any other error."""
+
+    def __init__(self, transfer: FileTransfer | None = None) -> None:
+        self._transfer = transfer
         self._instances: dict[tuple[str, str], Processor] = {}
         self._broken: dict[tuple[str, str], _Broken] = {}
         self._seconds: dict[tuple[str, str], float] = {}  # how long each one's last page took
@@ -206,10 +218,15 @@ class ResidentProcessors:
         if isinstance(processor, _Broken):
             return Answer(work.token, 0.0, (), processor.error, processor.traceback, retry=False)
         try:
+            directory = Path(work.workspace_dir)
             inputs = [FileRef(*file, work.page_id) for file in work.inputs]
-            job = page_job(Path(work.workspace_dir), work.page_id, inputs, work.output_file_grps)
+            if self._transfer is not None:
+                directory, inputs = self._transfer.fetch_files(work.workspace_id, directory, inputs)
+            job = page_job(directory, work.page_id, inputs, work.output_file_grps)
             outputs = processor.process_page(job)
-            check_outputs(work, outputs)
+            check_outputs(work, outputs, directory)
+            if self._transfer is not None:
+                self._transfer.push_files(work.workspace_id, directory, work.token, outputs)
         except Exception as error:
             return Answer(
                 work.token,
@@ -236,6 +253,8 @@ class ResidentProcessors:
             with contextlib.suppress(Exception):  # the worker is ending; nobody to report to
                 instance.close()
         self._instances.clear()
+        if self._transfer is not None:
+            self._transfer.close()
 
     def _processor(self, executable: str, parameters: Mapping[str, Any]) -> Processor | _Broken:
         key = self._key(executable, parameters)
@@ -257,14 +276,15 @@ class ResidentProcessors:
         return instance
 
 
-def check_outputs(work: Work, outputs: Sequence[OutputFile]) -> None:
-    """Check a page's outputs here, in the worker, where the page can still fail."""
+def check_outputs(work: Work, outputs: Sequence[OutputFile], workspace_dir: Path) -> None:
+    """Check a page's outputs here, in the worker, where the page can still fail
+    (`workspace_dir`: where they were written, the workspace or its mirror)."""
     check_page_outputs(
         outputs,
         executable=work.executable,
         output_file_grps=work.output_file_grps,
         page_id=work.page_id,
-        workspace_dir=Path(work.workspace_dir),
+        workspace_dir=workspace_dir,
     )
 
 
