@@ -17,6 +17,7 @@ from ocrswarm.engine.transfer import (
     TransferError,
     workspace_relative,
 )
+from ocrswarm.engine.workerprocess import ResidentProcessors, Work
 from ocrswarm.errors import FormatError
 from ocrswarm.formats.mets import MIMETYPE_PAGE
 from ocrswarm.formats.page import AlternativeImage, PcGts, page_to_bytes
@@ -235,3 +236,42 @@ def test_a_lease_converts_for_the_mirror_without_losing_anything(
         lease.token,
         lease.page_id,
     )
+
+
+def test_a_worker_process_runs_the_page_on_the_mirror_and_pushes_what_it_wrote(
+    served: FileServer, tmp_path: Path
+) -> None:
+    lease = served.lease()
+    transfer = FileTransfer(served.url, TOKENS[Role.WORKER], tmp_path / "mirror", backoff=QUICK)
+    processors = ResidentProcessors(transfer)
+    try:
+        answer = processors.process(Work.of(lease))
+    finally:
+        processors.close()
+
+    assert answer.error is None, answer.traceback
+    (output,) = answer.files()
+    on_server = served.workspace.directory / output.href
+    assert (
+        on_server.read_bytes()
+        == (transfer.mirror_of(lease.workspace_id) / output.href).read_bytes()
+    )
+    assert served.store.complete([TaskResult(lease.task_id, lease.token, answer.files())]) == [True]
+
+
+def test_a_page_whose_outputs_cannot_be_pushed_fails_to_be_retried(
+    served: FileServer, tmp_path: Path
+) -> None:
+    lease = served.lease()
+    served.store.release("remote")  # the lease is gone before the page is pushed
+    processors = ResidentProcessors(
+        FileTransfer(served.url, TOKENS[Role.WORKER], tmp_path / "mirror", backoff=QUICK)
+    )
+    try:
+        answer = processors.process(Work.of(lease))
+    finally:
+        processors.close()
+
+    assert answer.error is not None and "lease" in answer.error
+    assert answer.retry
+    assert answer.outputs == ()
