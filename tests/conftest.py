@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +68,38 @@ def image_dir(tmp_path: Path) -> Callable[..., Path]:
         return folder
 
     return make
+
+
+AMQP_ENV = "OCRSWARM_TEST_AMQP_URL"
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """A RabbitMQ virtual host of its own for this session (so that concurrent runs never
+    share a queue), on the broker named by $OCRSWARM_TEST_AMQP_URL; deleted afterwards.
+    Needs `rabbitmqctl` on this machine (the broker's own)."""
+    import secrets
+    import shutil
+    import subprocess
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    server = os.environ.get(AMQP_ENV)
+    if not server:
+        require_or_skip(f"${AMQP_ENV} is not set: no RabbitMQ to test the queue backend on")
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        require_or_skip("rabbitmqctl is not installed: cannot make a RabbitMQ vhost")
+    assert server is not None and ctl is not None
+    vhost = f"ocrswarm-test-{secrets.token_hex(6)}"
+    parts = urlsplit(server)
+    user = parts.username or "guest"
+
+    def ctl_run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ctl, *args], capture_output=True, text=True, timeout=60, check=False)
+
+    made = ctl_run("add_vhost", vhost)
+    if made.returncode != 0:
+        require_or_skip(f"RabbitMQ is unreachable (rabbitmqctl add_vhost): {made.stderr.strip()}")
+    ctl_run("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    yield urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+    ctl_run("delete_vhost", vhost)

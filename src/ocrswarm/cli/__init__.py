@@ -11,6 +11,7 @@ from ocrswarm.cli.export import export
 from ocrswarm.cli.run import run
 from ocrswarm.cli.serve import serve
 from ocrswarm.cli.token import token
+from ocrswarm.cli.worker import worker
 from ocrswarm.cli.workspace import workspace
 from ocrswarm.errors import ExitCode, OcrswarmError
 
@@ -28,6 +29,7 @@ cli.add_command(export)
 cli.add_command(run)
 cli.add_command(serve)
 cli.add_command(token)
+cli.add_command(worker)
 
 
 def main() -> None:

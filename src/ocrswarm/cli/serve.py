@@ -9,7 +9,24 @@ from pathlib import Path
 
 import click
 
-from ocrswarm.server.settings import load_settings
+from ocrswarm.errors import UsageError
+from ocrswarm.server.settings import ServerSettings, load_settings
+
+
+def check_distributed(settings: ServerSettings) -> None:
+    """Refuse what cannot work before anything starts: workers elsewhere need a database
+    they can reach, and a server without local workers needs remote ones."""
+    if settings.queue_url is None:
+        if settings.workers < 1:
+            raise UsageError("--workers 0 needs --queue: without RabbitMQ nobody would work")
+        return
+    from ocrswarm.engine.amqp import connection_parameters
+
+    connection_parameters(settings.queue_url)  # a malformed URL fails here
+    if not settings.database_url.startswith("postgresql"):
+        raise UsageError(
+            "--queue needs a database the workers share: --db postgresql://… (or [database] url)"
+        )
 
 
 @click.command()
@@ -24,15 +41,37 @@ from ocrswarm.server.settings import load_settings
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A TOML file with a [server] table (tokens, allowlist, data roots, limits, …).",
+    help="A TOML file with a [server] table (tokens, allowlist, data roots, limits, …) and "
+    "[queue], [database] tables for a distributed deployment.",
 )
-@click.option("-j", "--workers", type=int, help="Local worker processes (default: one per core).")
+@click.option(
+    "-j",
+    "--workers",
+    type=click.IntRange(min=0),
+    help="Local worker processes (default: one per core; 0 with --queue: none, remote workers "
+    "do the work).",
+)
+@click.option(
+    "--queue",
+    "queue_url",
+    metavar="URL",
+    help="RabbitMQ (amqp://USER:PASS@HOST/VHOST): dispatch page tasks to `ocrswarm worker`s.",
+)
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    help="The store's database (postgresql://… to share it with workers; default SQLite in "
+    "the data directory).",
+)
 def serve(
     host: str | None,
     port: int | None,
     data_dir: Path | None,
     config_file: Path | None,
     workers: int | None,
+    queue_url: str | None,
+    db_url: str | None,
 ) -> None:
     """Serve the OCR-D Web API: processors, workflows and workspaces, with jobs that
     survive a restart. Options given here override the configuration file."""
@@ -44,8 +83,9 @@ def serve(
     from ocrswarm.server.graceful import GracefulServer, stopping_event
 
     settings = load_settings(config_file).with_overrides(
-        host=host, port=port, data_dir=data_dir, workers=workers
+        host=host, port=port, data_dir=data_dir, workers=workers, queue_url=queue_url, db_url=db_url
     )
+    check_distributed(settings)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -21,7 +21,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,6 +33,7 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 from ocrswarm.errors import OcrswarmError, UsageError
 
 log = logging.getLogger(__name__)
+logging.getLogger("pika").setLevel(logging.WARNING)  # it logs every connection step at INFO
 
 DEAD_LETTER_EXCHANGE = "ocrswarm.dead"
 HEARTBEAT_SECONDS = 30
@@ -51,6 +52,14 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 class BrokerError(OcrswarmError):
     """RabbitMQ cannot be reached, or refused what was asked of it."""
+
+
+class PublishError(BrokerError):
+    """Publishing stopped part-way: the first `published` messages were confirmed."""
+
+    def __init__(self, message: str, published: int) -> None:
+        super().__init__(message)
+        self.published = published
 
 
 def dead_letter_queue(queue: str) -> str:
@@ -182,8 +191,9 @@ class Publisher:
 
     def publish(self, messages: Iterable[OutgoingMessage]) -> int:
         """Publish to each message's processor queue, in order; each one is confirmed by
-        the broker before the next is sent. How many were confirmed; BrokerError (after
-        closing the connection) at the first one that was not."""
+        the broker before the next is sent. How many were sent; PublishError (after
+        closing the connection), which says how many were confirmed, at the first that
+        was not."""
         done = 0
         try:
             channel = self._open()
@@ -199,16 +209,17 @@ class Publisher:
                     mandatory=True,
                 )
                 done += 1
-        except BrokerError:
+        except BrokerError as error:
             self.close()
-            raise
+            raise PublishError(str(error), done) from error
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
             self.close()
-            raise BrokerError(f"RabbitMQ did not take a message: {error}") from error
+            raise PublishError(f"RabbitMQ did not take a message: {error}", done) from error
         except CONNECTION_ERRORS as error:
             self.close()
-            raise BrokerError(
-                f"lost RabbitMQ at {redact(self.url)} after {done} messages: {_describe(error)}"
+            raise PublishError(
+                f"lost RabbitMQ at {redact(self.url)} after {done} messages: {_describe(error)}",
+                done,
             ) from error
         return done
 
@@ -386,6 +397,29 @@ class Consumer:
                 body,
             )
         )
+
+    def set_prefetch(self, prefetch: int) -> None:
+        """How many unacknowledged messages the broker may hand us (kept on reconnects)."""
+        if prefetch == self._prefetch:
+            return
+        self._prefetch = prefetch
+        if self.connected and self._channel is not None:
+            try:
+                self._channel.basic_qos(prefetch_count=prefetch)
+            except CONNECTION_ERRORS as error:
+                self._lost(_describe(error))
+
+    def call_threadsafe(self, callback: Callable[[], None]) -> bool:
+        """Have the polling thread run `callback` soon, inside its `poll` (callable from any
+        thread: pika's one thread-safe method); False when there is no connection now."""
+        connection = self._connection
+        if connection is None:
+            return False
+        try:
+            connection.add_callback_threadsafe(callback)
+        except Exception:  # closed or closing meanwhile: the poller's next round serves it
+            return False
+        return True
 
     def pause(self) -> None:
         """Stop taking new messages (those already delivered stay ours until acked)."""

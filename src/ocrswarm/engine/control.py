@@ -117,6 +117,7 @@ def retry_failed(connection: Connection, catalog: Catalog, now: float, job_id: s
                 traceback=None,
                 started_at=None,
                 finished_at=None,
+                published=False,
             ),
             updates,
         )

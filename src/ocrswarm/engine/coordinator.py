@@ -85,6 +85,66 @@ class Queue(Protocol):
     def progress(self, workflow_job_id: str) -> Progress: ...
 
 
+class TaskSource(Protocol):
+    """Where a coordinator's tasks come from, and who hears that each one is settled.
+
+    The default claims from the store (StoreClaims); in distributed mode RabbitMQ
+    deliveries are claimed by id (brokertasks.BrokerTasks), whose messages are
+    acknowledged through `settled` and `released` once the store holds the outcome."""
+
+    @property
+    def wake_handle(self) -> int | None:
+        """A file descriptor that becomes readable when new tasks may be ready, or None."""
+        ...
+
+    def claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[TaskLease]: ...
+
+    def settled(self, token: str, state: State) -> None:
+        """The store recorded the outcome of the task under `token` (its new state)."""
+        ...
+
+    def released(self, worker_id: str) -> None:
+        """The store took back every lease `worker_id` held."""
+        ...
+
+    def want(self, tasks: int) -> None:
+        """How many tasks the coordinator would like to hold at once."""
+        ...
+
+    def poll(self) -> bool:
+        """Called every round; whether new tasks may be ready."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class StoreClaims:
+    """The embedded task source: claims ready tasks from the store, best first."""
+
+    wake_handle: int | None = None
+
+    def __init__(self, store: Queue) -> None:
+        self._store = store
+
+    def claim(self, worker_id: str, limit: int, lease_seconds: float) -> list[TaskLease]:
+        return self._store.claim(worker_id, limit=limit, lease_seconds=lease_seconds)
+
+    def settled(self, token: str, state: State) -> None:
+        pass
+
+    def released(self, worker_id: str) -> None:
+        pass
+
+    def want(self, tasks: int) -> None:
+        pass
+
+    def poll(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
 class Interrupted(OcrswarmError):
     """The run was stopped by a signal; everything done so far is kept."""
 
@@ -123,11 +183,14 @@ class Coordinator:
         *,
         on_progress: Callable[[Progress], None] | None = None,
         pool: WorkerPool | None = None,
+        source: TaskSource | None = None,
     ) -> None:
         """`workflow_job_id` None: serve until `stop()` (a server). `pool`: worker processes
         started early (they load their models meanwhile); by default the coordinator starts
-        `options.workers` of them itself."""
+        `options.workers` of them itself. `source`: where tasks come from (default: claims
+        from `store`); the coordinator closes it when it stops."""
         self._store = store
+        self._source: TaskSource = source or StoreClaims(store)
         self._job_id = workflow_job_id
         self._writer = writer
         self._options = options
@@ -153,6 +216,10 @@ class Coordinator:
         if self._stopping or at_once:
             self._abort = True
         self._stopping = True
+
+    def in_flight(self) -> int:
+        """How many page tasks the local workers hold now (callable from any thread)."""
+        return sum(len(slot.in_flight) for slot in list(self._pool.slots))
 
     def workers_alive(self) -> int:
         """How many worker processes of the pool are alive now (callable from any thread)."""
@@ -186,8 +253,10 @@ class Coordinator:
         while not self._stopping:
             self._fill_workers()
             timeout = self._options.complete_delay if self._results else _IDLE_POLL_SECONDS
-            for event in self._pool.wait(timeout):
+            for event in self._pool.wait(timeout, wake=self._source.wake_handle):
                 self._handle(event)
+            if self._source.poll():
+                self._nothing_ready_until = 0.0
             now = time.monotonic()
             if self._results and (
                 len(self._results) >= self._options.complete_batch
@@ -212,6 +281,7 @@ class Coordinator:
         if self._stopping:
             return
         ahead = self._ahead()
+        self._source.want(self._pool.size * ahead)
         for slot in self._pool.slots:
             if time.monotonic() < self._nothing_ready_until:
                 return
@@ -219,9 +289,7 @@ class Coordinator:
             if held > ahead // 2:
                 continue
             wanted = ahead - held
-            leases = self._store.claim(
-                self._worker_id(slot), limit=wanted, lease_seconds=self._options.lease_seconds
-            )
+            leases = self._source.claim(self._worker_id(slot), wanted, self._options.lease_seconds)
             if len(leases) < wanted:
                 self._nothing_ready_until = time.monotonic() + _IDLE_POLL_SECONDS
             self._pool.send(slot, leases)
@@ -246,13 +314,14 @@ class Coordinator:
             mean = self._mean_seconds.get(executable)
             self._mean_seconds[executable] = seconds if mean is None else 0.9 * mean + 0.1 * seconds
         elif isinstance(event, TaskFailed):
-            self._store.fail(
+            state = self._store.fail(
                 event.task.task_id,
                 event.task.token,
                 event.error,
                 event.traceback,
                 retry=event.retry,
             )
+            self._source.settled(event.task.token, state)
             self._nothing_ready_until = 0.0
         else:
             self._bury(event)
@@ -263,8 +332,10 @@ class Coordinator:
         slot's leases would otherwise give back those tasks too."""
         self._complete()
         if lost.current is not None:
-            self._store.fail(lost.current.task_id, lost.current.token, lost.message, None)
+            state = self._store.fail(lost.current.task_id, lost.current.token, lost.message, None)
+            self._source.settled(lost.current.token, state)
         self._store.release(self._worker_id_of(lost.slot))
+        self._source.released(self._worker_id_of(lost.slot))
         self._nothing_ready_until = 0.0
 
     def _complete(self) -> None:
@@ -276,6 +347,8 @@ class Coordinator:
         self._written_to.clear()
         accepted = self._store.complete(self._results)
         self.discarded += accepted.count(False)
+        for result in self._results:
+            self._source.settled(result.token, State.SUCCESS)
         self._results = []
         self._nothing_ready_until = 0.0  # their pages' next steps may be ready now
 
@@ -319,9 +392,13 @@ class Coordinator:
             self._complete()
         finally:
             self._pool.close()
-            for index in range(self._pool.size):
-                self._store.release(self._worker_id_of(index))
-            self._writer.flush(force=True)
+            try:
+                for index in range(self._pool.size):
+                    self._store.release(self._worker_id_of(index))
+                    self._source.released(self._worker_id_of(index))
+                self._writer.flush(force=True)
+            finally:
+                self._source.close()
 
     def _catch_signals(self) -> Callable[[], None]:
         """SIGINT/SIGTERM: the first stops the run gently, the second at once."""

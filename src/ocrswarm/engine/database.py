@@ -6,10 +6,17 @@ completion then is simply redone), never consistency. Write transactions start w
 BEGIN IMMEDIATE so that concurrent writers queue on the lock (busy_timeout) instead of
 failing when a read turns into a write. PostgreSQL sessions use synchronous_commit=off for
 the same trade; transactions that hit a deadlock or serialization failure are retried.
+
+An engine made `patient` (the execution option PATIENCE_OPTION, in seconds) also waits for
+a PostgreSQL server that went away (a restart, a network cut): its transactions are tried
+again with backoff until the server answers or the patience runs out. Every store
+operation tolerates running twice when a lost connection leaves a commit's fate unknown
+(completion is idempotent by token, a stale token changes nothing, a lost claim expires).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -32,6 +39,11 @@ _WRITE = "ocrswarm_write"
 _RETRIED_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 _MAX_TRIES = 8
 _MIGRATION_LOCK_KEY = 0x6F63_7273_7761_726D  # "ocrswarm"; PostgreSQL advisory lock
+PATIENCE_OPTION = "ocrswarm_patience"
+_LOST_SQLSTATE_PREFIXES = ("08", "57P")  # connection exceptions; admin or crash shutdown
+_MAX_PAUSE = 2.0
+
+log = logging.getLogger(__name__)
 
 
 class StoreError(OcrswarmError):
@@ -104,29 +116,71 @@ def _dispose_in_forked_children(engine: Engine) -> None:
 
 
 def run_write(engine: Engine, work: Callable[[Connection], T]) -> T:
-    """Run `work` in one write transaction, retried on deadlocks and serialization failures."""
-    for attempt in range(1, _MAX_TRIES + 1):
+    """Run `work` in one write transaction, retried on deadlocks and serialization failures
+    (and, on a patient engine, while the database is away)."""
+    attempt = 0
+    waited = _Patience(engine)
+    while True:
+        attempt += 1
         try:
             with engine.connect() as connection:
                 connection.execution_options(**{_WRITE: True})
                 with connection.begin():
                     return work(connection)
         except DBAPIError as error:
-            if attempt == _MAX_TRIES or _sqlstate(error) not in _RETRIED_SQLSTATES:
+            if waited.another_try(error):
+                continue
+            if attempt >= _MAX_TRIES or _sqlstate(error) not in _RETRIED_SQLSTATES:
                 _raise_store_error(error)
                 raise
             time.sleep(random.uniform(0, 0.005 * 2**attempt))
-    raise AssertionError("unreachable")
 
 
 def run_read(engine: Engine, work: Callable[[Connection], T]) -> T:
     """Run `work` in one read-only transaction (a consistent snapshot on both databases)."""
-    try:
-        with engine.connect() as connection, connection.begin():
-            return work(connection)
-    except DBAPIError as error:
-        _raise_store_error(error)
-        raise
+    waited = _Patience(engine)
+    while True:
+        try:
+            with engine.connect() as connection, connection.begin():
+                return work(connection)
+        except DBAPIError as error:
+            if waited.another_try(error):
+                continue
+            _raise_store_error(error)
+            raise
+
+
+class _Patience:
+    """How long one operation still waits for a database that went away."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._seconds = float(engine.get_execution_options().get(PATIENCE_OPTION, 0.0))
+        self._postgresql = engine.dialect.name == "postgresql"
+        self._started = 0.0
+        self._pause = 0.1
+
+    def another_try(self, error: DBAPIError) -> bool:
+        """Whether to try again after `error` (having slept a while), or give up."""
+        if self._seconds <= 0 or not self._postgresql or not _connection_lost(error):
+            return False
+        now = time.monotonic()
+        if not self._started:
+            self._started = now
+            log.warning("database connection lost (%s); waiting for it", error.orig)
+        if now - self._started + self._pause > self._seconds:
+            return False
+        time.sleep(self._pause)
+        self._pause = min(_MAX_PAUSE, self._pause * 2)
+        return True
+
+
+def _connection_lost(error: DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    state = _sqlstate(error)
+    return state is None or state.startswith(_LOST_SQLSTATE_PREFIXES)
 
 
 def _sqlstate(error: DBAPIError) -> str | None:

@@ -23,7 +23,20 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Row, String, Update, bindparam, cast, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    String,
+    Update,
+    and_,
+    bindparam,
+    cast,
+    false,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from ocrswarm.engine.catalog import Catalog, JobFacts, WorkflowFacts
 from ocrswarm.engine.propagation import cancel_later_steps, refresh_jobs, release_successors
@@ -78,6 +91,7 @@ def _claim_statement(*, by_executable: bool) -> Update:
     """
     ready = select(tasks.c.id).where(
         task_state_is(State.QUEUED),
+        tasks.c.published == false(),
         or_(tasks.c.not_before.is_(None), tasks.c.not_before <= bindparam("b_now")),
     )
     if by_executable:
@@ -166,6 +180,17 @@ def claim(
     else:
         binds["b_executables"] = sorted(executables)
         claimed = connection.execute(_CLAIM_BY_EXECUTABLE, binds).all()
+    return _leases(connection, catalog, now, claimed, lease_until)
+
+
+def _leases(
+    connection: Connection,
+    catalog: Catalog,
+    now: float,
+    claimed: Sequence[Row[Any]],
+    lease_until: float,
+) -> list[TaskLease]:
+    """The self-contained leases of freshly claimed task rows, best first."""
     rows = sorted(claimed, key=lambda r: (-r.priority, r.workflow_job_id, r.page_index, r.step))
     if not rows:
         return []
@@ -197,6 +222,89 @@ def claim(
             )
         )
     return leases
+
+
+_CLAIM_BY_ID_CANDIDATES = (
+    select(tasks.c.id, tasks.c.state, tasks.c.attempts, jobs.c.max_attempts)
+    .join(jobs, jobs.c.id == tasks.c.job_id)
+    .where(
+        tasks.c.id.in_(bindparam("b_ids", expanding=True)),
+        or_(
+            and_(
+                task_state_is(State.QUEUED),
+                or_(tasks.c.not_before.is_(None), tasks.c.not_before <= bindparam("b_now")),
+            ),
+            and_(task_state_is(State.RUNNING), tasks.c.lease_until < bindparam("b_now")),
+        ),
+    )
+    .order_by(tasks.c.id)
+    .with_for_update(of=tasks, skip_locked=True, key_share=True)
+)
+_CLAIM_BY_ID = (
+    update(tasks)
+    .where(tasks.c.id.in_(bindparam("b_ids", expanding=True)), task_state_in(_CLAIMABLE))
+    .values(
+        state=State.RUNNING,
+        token=cast(tasks.c.id, String).concat(bindparam("b_token_suffix")),
+        worker_id=bindparam("b_worker"),
+        lease_until=bindparam("b_lease_until"),
+        attempts=tasks.c.attempts + 1,
+        not_before=None,
+        started_at=bindparam("b_now"),
+        published=False,
+    )
+    .returning(
+        tasks.c.id,
+        tasks.c.token,
+        tasks.c.job_id,
+        tasks.c.workflow_job_id,
+        tasks.c.page_index,
+        tasks.c.step,
+        tasks.c.page_id,
+        tasks.c.priority,
+        tasks.c.attempts,
+    )
+)
+
+
+def claim_tasks(
+    connection: Connection,
+    catalog: Catalog,
+    now: float,
+    worker_id: str,
+    task_ids: Collection[int],
+    *,
+    lease_seconds: float,
+) -> list[TaskLease]:
+    """Lease these tasks to `worker_id` if they may run now: QUEUED and due, or RUNNING
+    under a lease that has expired (its holder vanished) with attempts left.
+
+    This is how a message from RabbitMQ becomes work: a task that is done, cancelled,
+    waiting for its backoff or held under a live lease is simply not returned, and the
+    message that named it is acknowledged without doing anything.
+    """
+    if not task_ids:
+        return []
+    binds: dict[str, object] = {"b_ids": sorted(set(task_ids)), "b_now": now}
+    candidates = [
+        row.id
+        for row in connection.execute(_CLAIM_BY_ID_CANDIDATES, binds)
+        if row.state == State.QUEUED or row.attempts < row.max_attempts
+    ]
+    if not candidates:
+        return []
+    lease_until = now + lease_seconds
+    claimed = connection.execute(
+        _CLAIM_BY_ID,
+        {
+            "b_ids": candidates,
+            "b_now": now,
+            "b_token_suffix": f".{secrets.token_hex(12)}",
+            "b_worker": worker_id,
+            "b_lease_until": lease_until,
+        },
+    ).all()
+    return _leases(connection, catalog, now, claimed, lease_until)
 
 
 def _resolve_inputs(
@@ -450,6 +558,7 @@ def fail(
         "state": new,
         "token": None,
         "lease_until": None,
+        "published": False,
         "error": error,
         "traceback": traceback,
     }
@@ -529,6 +638,7 @@ def expire_leases(connection: Connection, catalog: Catalog, now: float, cutoff: 
             token=None,
             lease_until=None,
             traceback=None,
+            published=False,
         ),
         updates,
     )
@@ -570,6 +680,7 @@ def release(connection: Connection, catalog: Catalog, now: float, worker_id: str
                 token=None,
                 lease_until=None,
                 worker_id=None,
+                published=False,
             )
         )
     touched = {row.job_id for row in rows}

@@ -25,8 +25,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    literal,
+    and_,
     false,
+    literal,
     or_,
 )
 
@@ -150,14 +151,17 @@ def _partial(state: str) -> dict[str, Any]:
 
 
 # The queue, in claim order: priority first, then submission, page and step order. Only
-# QUEUED tasks are in it, so it stays small and no other lookup by state is lured into it.
+# QUEUED tasks not yet handed to RabbitMQ are in it, so it stays small and no other lookup
+# by state is lured into it.
+_READY = and_(tasks.c.state == literal("QUEUED"), tasks.c.published == false())
 Index(
     "ix_tasks_queue",
     tasks.c.priority.desc(),
     tasks.c.workflow_job_id,
     tasks.c.page_index,
     tasks.c.step,
-    **_partial("QUEUED"),
+    sqlite_where=_READY,
+    postgresql_where=_READY,
 )
 # The leases, for expiry and release.
 Index("ix_tasks_leases", tasks.c.lease_until, **_partial("RUNNING"))

@@ -10,27 +10,33 @@ On start the leases of the previous server process are taken back (`expire_lease
 the embedded store belongs to this one server, so whoever held them is dead (a `kill -9`
 or a power loss). Stopping (SIGTERM) lets the workers finish their page, gives back every
 lease and flushes the METS writers.
+
+Distributed mode (a RabbitMQ URL, a shared PostgreSQL store): the dispatcher publishes
+ready tasks to the processors' queues and takes back the leases of vanished workers (only
+those that expired: remote workers are alive), the METS writers run in a thread of their
+own, and the server's own workers, if any, consume the queues like any `ocrswarm worker`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from ocrswarm.engine.coordinator import Coordinator, CoordinatorOptions, Interrupted
+from ocrswarm.engine.brokertasks import BrokerTasks
+from ocrswarm.engine.coordinator import Coordinator, CoordinatorOptions, Interrupted, TaskSource
+from ocrswarm.engine.database import StoreError
+from ocrswarm.engine.dispatch import Dispatcher
 from ocrswarm.engine.metswriter import MetsWriter, StepAgent
 from ocrswarm.engine.records import JobInfo
 from ocrswarm.engine.states import FINISHED, State
 from ocrswarm.engine.store import Store
-from ocrswarm.engine.tools import step_agent
+from ocrswarm.engine.tools import available_executables, step_agent
+from ocrswarm.engine.workerregistry import WORKER_ALIVE_SECONDS
 from ocrswarm.errors import OcrswarmError
-from ocrswarm.formats.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +44,17 @@ _SAVE_SHARE = 0.05  # at most about this share of the time goes into saving one 
 _MIN_FLUSH_SECONDS = 1.0
 _WATCH_SECONDS = 0.25
 _RESTART_SECONDS = 1.0  # pause before a coordinator that crashed is started again
+_WRITER_SECONDS = 0.1  # distributed mode: how often the METS writers look for outputs
+DATABASE_PATIENCE_SECONDS = 600.0  # how long workers wait for a database that went away
 
 FinishedHook = Callable[[str, State], None]
+
+
+class NoMetsWriting:
+    """The METS flusher of a coordinator that writes no METS (a distributed worker's)."""
+
+    def flush(self, *, force: bool = False) -> int:
+        return 0
 
 
 class WorkspaceWriters:
@@ -58,7 +73,6 @@ class WorkspaceWriters:
         self._writers: dict[str, MetsWriter] = {}
         self._next_flush: dict[str, float] = {}
         self._flushed_at: dict[str, float] = {}
-        self._stamps: dict[str, tuple[int, int, int]] = {}  # of each METS as last written
         self._urgent: set[str] = set()
         self._new_jobs: set[str] = set()  # workspaces whose writer lacks some jobs' agents
         self._agents: dict[str, StepAgent | None] = {}  # by job id; None: cannot be said
@@ -102,8 +116,9 @@ class WorkspaceWriters:
         try:
             writer = self._current_writer(workspace_id)
             count = writer.flush(force=True)
-            if count:
-                self._stamps[workspace_id] = _stamp(writer.workspace.mets_path)
+        except StoreError as error:  # the database is away: the outputs wait for it
+            log.warning("METS of workspace %s: %s; trying again", workspace_id, error)
+            return 0
         except (OcrswarmError, OSError) as error:
             log.error("METS of workspace %s: %s; its outputs stay pending", workspace_id, error)
             with self._lock:
@@ -119,25 +134,17 @@ class WorkspaceWriters:
         return count
 
     def _current_writer(self, workspace_id: str) -> MetsWriter:
-        """The workspace's writer, made again when someone else changed the METS on disk
-        (a workspace replaced by upload): its METS in memory would overwrite theirs."""
+        """The workspace's writer, made again when it has new jobs (their agents). A writer
+        holds no METS: each save streams the one on disk, even one replaced by upload."""
         with self._lock:
             new_jobs = workspace_id in self._new_jobs
             self._new_jobs.discard(workspace_id)
         writer = self._writers.get(workspace_id)
-        unchanged = writer is not None and _stamp(writer.workspace.mets_path) == self._stamps.get(
-            workspace_id
-        )
-        if writer is not None and unchanged and not new_jobs:
+        if writer is not None and not new_jobs:
             return writer
-        if writer is not None and unchanged:
-            workspace = writer.workspace  # its METS in memory is the one on disk
-        else:
-            mets_path = self._store.workspace(workspace_id).mets_path
-            self._stamps[workspace_id] = _stamp(mets_path)  # before reading: a change shows
-            workspace = Workspace.open(mets_path)
+        mets_path = self._store.workspace(workspace_id).mets_path
         agents = [agent for job in self._store.jobs(workspace_id) if (agent := self._agent_of(job))]
-        writer = MetsWriter(workspace, self._store, workspace_id, agents=agents)
+        writer = MetsWriter(mets_path, self._store, workspace_id, agents=agents)
         self._writers[workspace_id] = writer
         return writer
 
@@ -156,12 +163,6 @@ class WorkspaceWriters:
         return self._agents[job.id]
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    """What changes when a file is written or replaced."""
-    status = os.stat(path)
-    return status.st_ino, status.st_mtime_ns, status.st_size
-
-
 @dataclass(frozen=True, slots=True)
 class _Watch:
     job_id: str
@@ -172,9 +173,21 @@ class _Watch:
 class EngineService:
     """Runs every job of `store` on local workers until `stop`; see the module docstring."""
 
-    def __init__(self, store: Store, options: CoordinatorOptions | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        options: CoordinatorOptions | None = None,
+        *,
+        queue_url: str | None = None,
+        processors: Sequence[str] | None = None,
+    ) -> None:
+        """`queue_url`: distributed mode through this RabbitMQ (see the module docstring);
+        `processors`: the queues the server's own workers consume (default: all it runs)."""
         self.store = store
         self._options = options or CoordinatorOptions()
+        self.queue_url = queue_url
+        self._processors = processors
+        self._dispatcher: Dispatcher | None = None
         self.writers = WorkspaceWriters(store)
         self._stopping = threading.Event()
         self._coordinator: Coordinator | None = None
@@ -186,13 +199,20 @@ class EngineService:
     def start(self) -> None:
         """Take back the dead predecessor's leases, register its outputs, start working."""
         self.store.migrate()
-        taken_back = self.store.expire_leases(now=math.inf)
-        if taken_back:
-            log.info("took back %d page tasks of the previous server process", taken_back)
+        if self.queue_url is None:
+            taken_back = self.store.expire_leases(now=math.inf)
+            if taken_back:
+                log.info("took back %d page tasks of the previous server process", taken_back)
         for workspace_id in self._workspaces_with_jobs():
             self.writers.add(workspace_id)
         self.writers.flush(force=True)
-        for target, name in ((self._coordinate, "coordinator"), (self._watch, "job-watcher")):
+        threads: list[tuple[Callable[[], None], str]] = [(self._watch, "job-watcher")]
+        if self.queue_url is None or self._options.workers > 0:
+            threads.append((self._coordinate, "coordinator"))
+        if self.queue_url is not None:
+            self._dispatcher = Dispatcher(self.store, self.queue_url)
+            threads += [(self._dispatcher.run, "dispatcher"), (self._write_mets, "mets-writer")]
+        for target, name in threads:
             thread = threading.Thread(target=target, name=f"ocrswarm-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -203,19 +223,29 @@ class EngineService:
         with self._coordinator_lock:
             if self._coordinator is not None:
                 self._coordinator.stop()
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
         for thread in self._threads:
             thread.join()
         self._threads.clear()
 
     def workers_alive(self) -> int:
-        """How many worker processes are alive now (0 before start and after stop)."""
+        """How many worker processes are alive now (0 before start and after stop); in
+        distributed mode with those of the registered `ocrswarm worker`s heard of lately."""
         with self._coordinator_lock:
             coordinator = self._coordinator
-        return 0 if coordinator is None else coordinator.workers_alive()
+        local = 0 if coordinator is None else coordinator.workers_alive()
+        if self.queue_url is None or self._stopping.is_set():
+            return local
+        now = time.time()
+        remote = self.store.list_workers()
+        return local + sum(w.capacity for w in remote if w.alive(now, WORKER_ALIVE_SECONDS))
 
     def add_workspace(self, workspace_id: str) -> None:
         """A job was submitted in `workspace_id`: its outputs go into its METS."""
         self.writers.add(workspace_id)
+        if self._dispatcher is not None:
+            self._dispatcher.wake()
 
     def on_finished(self, job_id: str, hook: FinishedHook, *, workflow: bool = False) -> None:
         """Call `hook(job_id, state)` once the job has finished and its outputs are in the
@@ -251,7 +281,10 @@ class EngineService:
 
     def _coordinate(self) -> None:
         while not self._stopping.is_set():
-            coordinator = Coordinator(self.store, None, self.writers, self._options)
+            if self.queue_url is None:
+                coordinator = Coordinator(self.store, None, self.writers, self._options)
+            else:
+                coordinator = self._broker_coordinator(self.queue_url)
             with self._coordinator_lock:
                 if self._stopping.is_set():
                     return
@@ -263,6 +296,26 @@ class EngineService:
             except Exception:
                 log.exception("the coordinator failed; starting it again")
                 self._stopping.wait(_RESTART_SECONDS)
+
+    def _broker_coordinator(self, queue_url: str) -> Coordinator:
+        """Local workers that consume RabbitMQ like any `ocrswarm worker` (METS writing is
+        the mets-writer thread's)."""
+        store = self.store.patient(DATABASE_PATIENCE_SECONDS)
+        source: TaskSource = BrokerTasks(
+            store,
+            queue_url,
+            self._processors or available_executables(),
+            prefetch=self._options.workers,
+        )
+        return Coordinator(store, None, NoMetsWriting(), self._options, source=source)
+
+    def _write_mets(self) -> None:
+        while not self._stopping.wait(_WRITER_SECONDS):
+            try:
+                self.writers.flush()
+            except Exception:
+                log.exception("the METS writers failed; going on")
+        self.writers.flush(force=True)
 
     def _watch(self) -> None:
         while not self._stopping.wait(_WATCH_SECONDS):

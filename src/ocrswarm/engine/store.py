@@ -10,14 +10,23 @@ priority), status (reading). Time comes from `clock` so tests can move it.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from ocrswarm.engine import control, outbox, queue, status, submission, workerregistry
+from ocrswarm.engine import (
+    control,
+    outbox,
+    publication,
+    queue,
+    status,
+    submission,
+    workerregistry,
+)
 from ocrswarm.engine.catalog import Catalog
-from ocrswarm.engine.database import connect, migrate, run_read, run_write
+from ocrswarm.engine.database import PATIENCE_OPTION, connect, migrate, run_read, run_write
 from ocrswarm.engine.queue import RetryPolicy
 from ocrswarm.engine.records import (
     FailedTask,
@@ -63,6 +72,13 @@ class Store:
     def dialect(self) -> str:
         """ "sqlite" or "postgresql"."""
         return self._engine.dialect.name
+
+    def patient(self, seconds: float) -> Store:
+        """This store on the same connections, but every operation waits up to `seconds`
+        for a PostgreSQL server that went away (restart, network cut) instead of failing."""
+        view = copy.copy(self)
+        view._engine = self._engine.execution_options(**{PATIENCE_OPTION: seconds})
+        return view
 
     def close(self) -> None:
         """Close the database connections."""
@@ -213,6 +229,34 @@ class Store:
                 lease_seconds=lease_seconds,
             ),
         )
+
+    def claim_tasks(
+        self, worker_id: str, task_ids: Collection[int], *, lease_seconds: float = 60
+    ) -> list[TaskLease]:
+        """Lease these tasks (named by RabbitMQ messages) if they may run now; see
+        queue.claim_tasks. Tasks done, cancelled or held by someone alive are left out."""
+        now = self._clock()
+        return run_write(
+            self._engine,
+            lambda c: queue.claim_tasks(
+                c, self._catalog, now, worker_id, task_ids, lease_seconds=lease_seconds
+            ),
+        )
+
+    def take_ready(self, limit: int) -> list[publication.ReadyTask]:
+        """Mark up to `limit` ready tasks as published to RabbitMQ, best first."""
+        now = self._clock()
+        return run_write(
+            self._engine, lambda c: publication.take_ready(c, self._catalog, now, limit)
+        )
+
+    def unpublish(self, task_ids: Collection[int]) -> int:
+        """Clear the published mark of QUEUED tasks the broker did not take."""
+        return run_write(self._engine, lambda c: publication.unpublish(c, task_ids))
+
+    def unpublish_all(self) -> int:
+        """Clear the published mark of every QUEUED task: all are sent again."""
+        return run_write(self._engine, publication.unpublish_all)
 
     def renew(
         self, worker_id: str, tokens: Sequence[str], *, lease_seconds: float = 60

@@ -12,8 +12,9 @@ from typing import Any
 
 from ocrswarm import __version__
 from ocrswarm.engine.metswriter import StepAgent
-from ocrswarm.errors import UsageError
+from ocrswarm.errors import OcrswarmError, UsageError
 from ocrswarm.processors import registry
+from ocrswarm.processors.ocrd_tool import executables as ocrd_tool_executables
 from ocrswarm.processors.ocrd_tool import tool_json
 from ocrswarm.processors.processor import Processor
 
@@ -98,3 +99,16 @@ def step_agent(
         parameters,
         page_selection,
     )
+
+
+def available_executables() -> list[str]:
+    """Every processor this machine runs: built-ins, extras and third-party `ocrd-*` tools on
+    PATH (the queues a distributed worker consumes by default)."""
+    names = {*ocrd_tool_executables(), *registry.extra_processors()}
+    try:
+        from ocrswarm.processors.external import discover_external_tools
+
+        names.update(discover_external_tools())
+    except OcrswarmError:
+        pass
+    return sorted(name for name in names if name.startswith("ocrd-"))

@@ -15,6 +15,9 @@ from sqlalchemy import Connection, delete, insert, select, update
 from ocrswarm.engine.records import WorkerInfo
 from ocrswarm.engine.schema import workers
 
+HEARTBEAT_SECONDS = 10.0  # how often a worker renews its row
+WORKER_ALIVE_SECONDS = 3 * HEARTBEAT_SECONDS  # a worker not heard of for longer is gone
+
 
 def register(
     connection: Connection,

@@ -135,8 +135,9 @@ class WorkerPool:
         with contextlib.suppress(OSError):
             slot.inbox.send([Work.of(task) for task in tasks])
 
-    def wait(self, timeout: float) -> list[WorkerEvent]:
-        """Answers and deaths that arrived within `timeout` seconds (at most that long)."""
+    def wait(self, timeout: float, *, wake: int | None = None) -> list[WorkerEvent]:
+        """Answers and deaths that arrived within `timeout` seconds (at most that long, or
+        until the file descriptor `wake` becomes readable: the caller reads it)."""
         handles: dict[Any, WorkerSlot] = {}
         for slot in self._slots:
             if not slot.at_eof:
@@ -144,7 +145,10 @@ class WorkerPool:
             handles[slot.process.sentinel] = slot
         events: list[WorkerEvent] = []
         dead: list[WorkerSlot] = []
-        for handle in wait(list(handles), timeout):
+        waitables = list(handles) if wake is None else [*handles, wake]
+        for handle in wait(waitables, timeout):
+            if wake is not None and handle == wake and handle not in handles:
+                continue
             slot = handles[handle]
             if handle is slot.outbox:
                 events.extend(self._drain(slot))

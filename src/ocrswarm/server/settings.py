@@ -18,19 +18,22 @@ The file holds a `[server]` table (issue 6 adds its own tables beside it):
     sha256 = "…hex digest of the token…"
     role = "submitter"                            # admin, submitter or reader
 
-A wrong key or value is a UsageError that names it.
+A wrong key or value is a UsageError that names it. The same file holds the `[queue]`,
+`[database]` and `[worker]` tables of a distributed deployment (ocrswarm.config):
+`[queue] url` makes the server dispatch page tasks through RabbitMQ, `[database] url`
+(or `server.db_url`) names the store.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ocrswarm.config import load_configuration
 from ocrswarm.errors import UsageError
 from ocrswarm.server.auth import Role
 
@@ -54,6 +57,7 @@ class ServerSettings:
     data_dir: Path = field(default_factory=lambda: Path("ocrswarm-data").absolute())
     data_roots: tuple[Path, ...] = ()  # empty: data_dir only
     db_url: str | None = None  # default: SQLite in data_dir
+    queue_url: str | None = None  # RabbitMQ: distributed mode (workers anywhere)
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     tokens: tuple[TokenEntry, ...] = ()
     allow: tuple[str, ...] = ()  # CIDRs; empty: everyone
@@ -82,17 +86,15 @@ def load_settings(path: Path | None) -> ServerSettings:
     """The settings of `path` (a TOML file), or the defaults without one."""
     if path is None:
         return ServerSettings()
-    try:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as error:
-        raise UsageError(f"cannot read the configuration {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"{path} is not valid TOML: {error}") from None
-    table = document.get("server", {})
-    if not isinstance(table, dict):
-        raise UsageError(f"{path}: [server] must be a table")
-    return settings_from_mapping(table, where=f"{path}: server")
+    configuration = load_configuration(path)
+    settings = settings_from_mapping(configuration.server, where=f"{path}: server")
+    if configuration.database_url is not None:
+        if settings.db_url is not None and settings.db_url != configuration.database_url:
+            raise UsageError(f"{path}: server.db_url and database.url differ; keep one")
+        settings = replace(settings, db_url=configuration.database_url)
+    if configuration.queue_url is not None:
+        settings = replace(settings, queue_url=configuration.queue_url)
+    return settings
 
 
 def settings_from_mapping(table: Mapping[str, Any], *, where: str = "server") -> ServerSettings:
@@ -108,11 +110,11 @@ def settings_from_mapping(table: Mapping[str, Any], *, where: str = "server") ->
 
 
 def _convert(key: str, value: Any, where: str) -> Any:
-    if key in ("host", "db_url"):
+    if key in ("host", "db_url", "queue_url"):
         return _typed(value, str, where)
     if key in ("port", "workers", "max_upload_bytes", "max_request_bytes"):
         number = _typed(value, int, where)
-        if isinstance(number, bool) or number < (0 if key == "port" else 1):
+        if isinstance(number, bool) or number < (0 if key in ("port", "workers") else 1):
             raise UsageError(f"{where}: must be a positive integer, not {value!r}")
         return number
     if key == "data_dir":

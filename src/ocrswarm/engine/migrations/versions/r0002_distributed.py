@@ -1,5 +1,7 @@
 """A job's page selection, published tasks (RabbitMQ), and the workers table.
 
+The queue index leaves out tasks already published to RabbitMQ.
+
 Revision ID: 0002
 Revises: 0001
 """
@@ -22,6 +24,8 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("published", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    op.drop_index("ix_tasks_queue", table_name="tasks")
+    _queue_index("state = 'QUEUED' AND published = false", "state = 'QUEUED' AND published = 0")
     op.create_table(
         "workers",
         sa.Column("id", sa.String(), nullable=False),
@@ -37,8 +41,20 @@ def upgrade() -> None:
     )
 
 
+def _queue_index(postgresql_where: str, sqlite_where: str) -> None:
+    op.create_index(
+        "ix_tasks_queue",
+        "tasks",
+        [sa.text("priority DESC"), "workflow_job_id", "page_index", "step"],
+        postgresql_where=sa.text(postgresql_where),
+        sqlite_where=sa.text(sqlite_where),
+    )
+
+
 def downgrade() -> None:
     op.drop_table("workers")
+    op.drop_index("ix_tasks_queue", table_name="tasks")
+    _queue_index("state = 'QUEUED'", "state = 'QUEUED'")
     with op.batch_alter_table("tasks") as batch:
         batch.drop_column("published")
     with op.batch_alter_table("workflow_jobs") as batch:
