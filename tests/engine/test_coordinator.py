@@ -44,7 +44,7 @@ def test_without_a_job_it_serves_until_stopped(
     with Store(sqlite_url(tmp_path / "state.sqlite")) as store:
         store.migrate()
         workspace_id = store.add_workspace(workspace.mets_path)
-        writer = MetsWriter(workspace, store, workspace_id, min_interval=0)
+        writer = MetsWriter(workspace.mets_path, store, workspace_id, min_interval=0)
         coordinator = Coordinator(store, None, writer, CoordinatorOptions(workers=1))
         returned: list[Progress | None] = []
         thread = threading.Thread(target=lambda: returned.append(coordinator.run()))

@@ -71,7 +71,7 @@ def test_files_are_saved_before_they_are_marked_registered(workspace: Workspace)
         seen_at_mark.append([f.id for f in mets.find_files(file_grp="OCR-D-OCR")])
 
     outbox = Outbox([registration(1, "PHYS_1"), registration(2, "PHYS_2")], check)
-    writer = MetsWriter(workspace, outbox, "ws")
+    writer = MetsWriter(workspace.mets_path, outbox, "ws")
     assert writer.flush() == 2
     assert seen_at_mark == [["OCR-D-OCR_PHYS_1", "OCR-D-OCR_PHYS_2"]]
     assert outbox.pending == []
@@ -89,11 +89,10 @@ def test_registering_again_after_a_crash_never_duplicates(workspace: Workspace) 
 
     outbox = Outbox([registration(1, "PHYS_1"), registration(2, "PHYS_2")], crash)
     with pytest.raises(RuntimeError):
-        MetsWriter(workspace, outbox, "ws").flush()
+        MetsWriter(workspace.mets_path, outbox, "ws").flush()
     assert len(outbox.pending) == 2  # not marked: they come again
     outbox.on_mark = None
-    reopened = Workspace.open(workspace.mets_path)
-    assert MetsWriter(reopened, outbox, "ws").flush(force=True) == 2
+    assert MetsWriter(workspace.mets_path, outbox, "ws").flush(force=True) == 2
     mets = on_disk(workspace)
     assert [f.id for f in mets.find_files(file_grp="OCR-D-OCR")] == [
         "OCR-D-OCR_PHYS_1",
@@ -105,7 +104,7 @@ def test_registering_again_after_a_crash_never_duplicates(workspace: Workspace) 
 
 def test_saves_are_spaced_but_force_always_saves(workspace: Workspace) -> None:
     outbox = Outbox([registration(1, "PHYS_1")])
-    writer = MetsWriter(workspace, outbox, "ws", min_interval=3600)
+    writer = MetsWriter(workspace.mets_path, outbox, "ws", min_interval=3600)
     assert writer.flush() == 1
     outbox.pending.append(registration(2, "PHYS_2"))
     assert writer.flush() == 0  # the next save is not due for an hour
@@ -116,7 +115,7 @@ def test_saves_are_spaced_but_force_always_saves(workspace: Workspace) -> None:
 
 def test_force_empties_the_outbox_in_batches(workspace: Workspace) -> None:
     outbox = Outbox([registration(n, f"PHYS_{n}") for n in (1, 2, 3)])
-    writer = MetsWriter(workspace, outbox, "ws", batch_size=2)
+    writer = MetsWriter(workspace.mets_path, outbox, "ws", batch_size=2)
     assert writer.flush(force=True) == 3
     assert outbox.pending == []
     assert writer.registered == 3
@@ -127,7 +126,7 @@ def test_one_agent_per_step_added_with_its_first_file_and_never_twice(
 ) -> None:
     steps = [agent("OCR-D-OCR"), agent("OCR-D-OTHER")]
     outbox = Outbox([registration(1, "PHYS_1"), registration(2, "PHYS_2")])
-    MetsWriter(workspace, outbox, "ws", agents=steps).flush()
+    MetsWriter(workspace.mets_path, outbox, "ws", agents=steps).flush()
     agents = on_disk(workspace).agents
     recognize = [a for a in agents if a.name == "ocrd-swarm-recognize v0.1.0"]
     assert len(recognize) == 1  # the step writing OCR-D-OTHER has produced nothing yet
@@ -135,14 +134,14 @@ def test_one_agent_per_step_added_with_its_first_file_and_never_twice(
     assert ("output-file-grp", "OCR-D-OCR") in recognize[0].notes
     # The same run resumed: same agents, nothing added twice.
     outbox.pending.append(registration(3, "PHYS_3"))
-    MetsWriter(Workspace.open(workspace.mets_path), outbox, "ws", agents=steps).flush()
+    MetsWriter(workspace.mets_path, outbox, "ws", agents=steps).flush()
     assert len([a for a in on_disk(workspace).agents if a.name.startswith("ocrd-swarm")]) == 1
 
 
 def test_a_file_that_cannot_be_registered_is_reported_not_fatal(workspace: Workspace) -> None:
     broken = FileRef("OCR-D-OCR", "bad id", MIMETYPE_PAGE, "OCR-D-OCR/x.xml", "PHYS_1")
     outbox = Outbox([Registration(1, broken, 1, "job", "x", {}), registration(2, "PHYS_2")])
-    writer = MetsWriter(workspace, outbox, "ws")
+    writer = MetsWriter(workspace.mets_path, outbox, "ws")
     assert writer.flush() == 2
     assert len(writer.problems) == 1 and "bad id" in writer.problems[0]
     assert on_disk(workspace).find_files(page_id="PHYS_2", file_grp="OCR-D-OCR")

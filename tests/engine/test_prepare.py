@@ -21,7 +21,7 @@ def test_a_folder_of_images_becomes_a_new_workspace(
     out = tmp_path / "out"
     prepared = prepare_workspace(RunInput.of(scans), out)
     assert prepared.created
-    ws = prepared.workspace
+    ws = Workspace.open(prepared.mets_path)
     assert ws.mets_path == out / "mets.xml"
     assert ws.mets.page_ids == ["PHYS_0001", "PHYS_0002", "PHYS_0003"]
     image = ws.resolve(ws.mets.find_files(file_grp="OCR-D-IMG", page_id="PHYS_0002")[0])
@@ -36,11 +36,14 @@ def test_the_same_input_again_finds_the_workspace_it_made(
 ) -> None:
     scans = image_dir(2)
     first = prepare_workspace(RunInput.of(scans), tmp_path / "out")
-    first.workspace.mets.add_file("X", "X_1", "X/1.txt", "text/plain", "PHYS_0001")
-    first.workspace.save()
+    made = Workspace.open(first.mets_path)
+    made.mets.add_file("X", "X_1", "X/1.txt", "text/plain", "PHYS_0001")
+    made.save()
     again = prepare_workspace(RunInput.of(scans), tmp_path / "out")
     assert not again.created
-    assert again.workspace.mets.find_files(file_grp="X")  # the same workspace, not rebuilt
+    assert Workspace.open(again.mets_path).mets.find_files(
+        file_grp="X"
+    )  # the same workspace, not rebuilt
 
 
 def test_another_input_into_an_existing_workspace_is_refused(
@@ -83,7 +86,7 @@ def test_a_mets_in_out_is_worked_on_in_place(
     assert source.default_output() == ws.directory
     prepared = prepare_workspace(source, ws.directory)
     assert not prepared.created
-    assert prepared.workspace.mets_path == ws.mets_path
+    assert prepared.mets_path == ws.mets_path
     assert not (ws.directory / ".ocrswarm" / "source.json").exists()
 
 
@@ -91,7 +94,7 @@ def test_a_mets_elsewhere_is_copied_with_its_files(shared_data: Path, tmp_path: 
     source = RunInput.of(shared_data / "bebel_frau_1879")  # a folder holding mets.xml
     assert source.kind == InputKind.METS
     prepared = prepare_workspace(source, tmp_path / "out")
-    ws = prepared.workspace
+    ws = Workspace.open(prepared.mets_path)
     original = Workspace.open(shared_data / "bebel_frau_1879" / "mets.xml")
     assert [f.id for f in ws.mets.files] == [f.id for f in original.mets.files]
     for file in ws.mets.find_files(file_grp="OCR-D-IMG"):
@@ -105,7 +108,7 @@ def test_a_mets_elsewhere_is_copied_with_its_files(shared_data: Path, tmp_path: 
 def test_an_unzipped_bag_is_read_from_its_payload(shared_data: Path, tmp_path: Path) -> None:
     source = RunInput.of(shared_data / "kant_aufklaerung_1784")
     assert source == RunInput(InputKind.METS, shared_data / "kant_aufklaerung_1784/data/mets.xml")
-    ws = prepare_workspace(source, tmp_path / "out").workspace
+    ws = Workspace.open(prepare_workspace(source, tmp_path / "out").mets_path)
     assert ws.mets.find_files(file_grp="OCR-D-IMG")
     assert ws.validate() == []
 
@@ -116,7 +119,7 @@ def test_an_ocrd_zip_is_unpacked_into_out(shared_data: Path, tmp_path: Path) -> 
     assert source.kind == InputKind.OCRD_ZIP
     prepared = prepare_workspace(source, tmp_path / "out")
     assert prepared.created
-    ws = prepared.workspace
+    ws = Workspace.open(prepared.mets_path)
     [image] = ws.mets.find_files(file_grp="OCR-D-IMG")
     assert ws.resolve(image).is_file()
     assert not prepare_workspace(RunInput.of(bag), tmp_path / "out").created
@@ -129,8 +132,8 @@ def test_a_zip_whose_mets_has_another_name_still_gives_out_mets_xml(
     bag = tmp_path / "ws.ocrd.zip"
     pack_workspace(ws.mets_path, bag, mets_basename="document.xml")
     prepared = prepare_workspace(RunInput.of(bag), tmp_path / "out")
-    assert prepared.workspace.mets_path == tmp_path / "out" / "mets.xml"
-    assert prepared.workspace.validate() == []
+    assert prepared.mets_path == tmp_path / "out" / "mets.xml"
+    assert Workspace.open(prepared.mets_path).validate() == []
 
 
 def test_missing_input_is_a_usage_error(tmp_path: Path) -> None:

@@ -108,9 +108,7 @@ def test_real_ocr_end_to_end(scans: Path, tmp_path: Path) -> None:
     ]
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    from_page = write_document_text(
-        Workspace.open(copy / "mets.xml"), recognize_only, ws.mets.page_ids
-    )
+    from_page = write_document_text(copy / "mets.xml", recognize_only, ws.mets.page_ids)
     assert from_page is not None and from_page.read_text() == (out / "text.txt").read_text()
     assert len(pages) == 3
     for number, text in enumerate(pages, start=1):

@@ -1,15 +1,18 @@
 """The single METS writer: output files go into the METS here, in batches, saved atomically.
 
 Workers never touch the METS. When a page task completes, the store records its output
-files in an outbox in the same transaction; this writer takes them from there, adds them to
-the METS it holds in memory, saves the METS atomically and only then marks them registered.
-A crash between the save and the mark means they are added once more on the next run, with
-`replace` semantics, so nothing is ever listed twice and nothing is lost. Before each save
-the file system is synced, so the METS on disk never lists a file whose bytes a power loss
-could still take away, however the files were written.
+files in an outbox in the same transaction; this writer takes them from there in batches,
+streams the METS on disk through `MetsAppender` with the batch spliced in (each file in its
+fileGrp in page order, however the pages finished), renames the result into place and only
+then marks them registered. A crash between the save and the mark means they are added once
+more on the next run, with `replace` semantics, so nothing is ever listed twice and nothing
+is lost. Before each save the file system is synced, so the METS on disk never lists a file
+whose bytes a power loss could still take away, however the files were written.
 
-Saving costs time in proportion to the METS, so the writer saves at most every
-`min_interval` seconds (1 s), and spends no more than about 5 % of its time saving.
+The METS on disk is the truth: the writer holds one batch and a small index per page, never
+the document, so its memory does not grow with the pages of a job (the batch is at most
+`batch_size` files). Saving costs time in proportion to the METS, so the writer saves at
+most every `min_interval` seconds (1 s), and spends no more than about 5 % of its time saving.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from ocrswarm.engine.files import FileLike, sync_filesystem
-from ocrswarm.errors import OcrswarmError
 from ocrswarm.formats.mets import Agent
-from ocrswarm.formats.workspace import Workspace
+from ocrswarm.formats.metsstream import MetsAppender, read_agents
 
 log = logging.getLogger(__name__)
 
@@ -88,32 +91,31 @@ class StepAgent:
             self.notes,
         )
 
+    def as_agent(self) -> Agent:
+        return Agent(self.name, "OTHER", "OTHER", "SOFTWARE", self.otherrole, self.notes)
+
 
 class MetsWriter:
-    """Registers the outbox's files in `workspace.mets` and saves it, in batches."""
+    """Registers the outbox's files in the METS at `mets_path` and saves it, in batches."""
 
     def __init__(
         self,
-        workspace: Workspace,
+        mets_path: Path,
         outbox: Outbox,
         workspace_id: str,
         *,
-        agents: Iterable[StepAgent] = (),
+        agents: Sequence[StepAgent] = (),
         min_interval: float = 1.0,
-        batch_size: int = 20_000,
+        batch_size: int = 10_000,
     ) -> None:
-        self.workspace = workspace
+        self.mets_path = Path(mets_path)
+        self._appender = MetsAppender(self.mets_path)
         self._outbox = outbox
         self._workspace_id = workspace_id
         self._min_interval = min_interval
         self._batch_size = batch_size
-        existing = workspace.mets.agents
-        self._agents_due: dict[str, StepAgent] = {
-            grp: agent
-            for agent in agents
-            if not any(agent.matches(present) for present in existing)
-            for grp in agent.output_file_grps
-        }
+        self._steps = list(agents)
+        self._agents_due: dict[str, StepAgent] | None = None  # read with the first batch
         self._next_save = 0.0
         self.registered = 0
         self.problems: list[str] = []  # files that could not be registered (processor bugs)
@@ -133,53 +135,47 @@ class MetsWriter:
                 break
         return total
 
-    def add_agents_for(self, file_grps: Collection[str]) -> None:
-        """Add now the agents of the steps writing `file_grps` (saved with the next flush)."""
-        for grp in file_grps:
-            self._add_agent_of(grp)
-
-    def save(self) -> None:
-        """Save the METS now (e.g. after agents were added), its files synced first."""
-        sync_filesystem(self.workspace.directory)
-        self.workspace.save()
-
     def _register(self, batch: Sequence[_Registration]) -> int:
-        mets = self.workspace.mets
-        for registration in batch:
-            file = registration.file
-            self._add_agent_of(file.file_grp)
-            try:
-                mets.add_file(
-                    file.file_grp,
-                    file.file_id,
-                    file.href,
-                    file.mimetype,
-                    file.page_id,
-                    replace=True,
-                )
-            except OcrswarmError as error:
-                message = f"cannot register {file.file_id} (page {file.page_id}): {error}"
-                log.error("%s", message)
-                self.problems.append(message)
+        steps = self._agents_for(batch)
+        sync_filesystem(self.mets_path.parent)
         started = time.monotonic()
-        self.save()
+        rejected = self._appender.add(
+            [registration.file for registration in batch],
+            agents=[step.as_agent() for step in steps],
+        )
         finished = time.monotonic()
+        for step in steps:
+            for grp in step.output_file_grps:
+                self._due().pop(grp, None)
+        for entry in rejected:
+            message = f"cannot register {entry.file_id} (page {entry.page_id}): {entry.reason}"
+            log.error("%s", message)
+            self.problems.append(message)
         self._outbox.mark_registered([registration.id for registration in batch])
         self._next_save = finished + max(self._min_interval, (finished - started) / _SAVE_SHARE)
         self.registered += len(batch)
         return len(batch)
 
-    def _add_agent_of(self, file_grp: str) -> None:
-        agent = self._agents_due.get(file_grp)
-        if agent is None:
-            return
-        for grp in agent.output_file_grps:
-            self._agents_due.pop(grp, None)
-        self.workspace.mets.add_agent(
-            agent.name,
-            role="OTHER",
-            otherrole=agent.otherrole,
-            type="OTHER",
-            othertype="SOFTWARE",
-            notes=dict(agent.notes),
-        )
+    def _agents_for(self, batch: Sequence[_Registration]) -> list[StepAgent]:
+        """The agents of the steps whose first outputs are in `batch` and whose agent the
+        METS does not have yet."""
+        due = self._due()
+        found: dict[int, StepAgent] = {}
+        for registration in batch:
+            agent = due.get(registration.file.file_grp)
+            if agent is not None:
+                found.setdefault(id(agent), agent)
+        return list(found.values())
+
+    def _due(self) -> dict[str, StepAgent]:
+        """Output fileGrp -> the agent of its step, for steps the METS has no agent of
+        (read from the METS once)."""
+        if self._agents_due is None:
+            present = read_agents(self.mets_path) if self._steps else []
+            self._agents_due = {
+                grp: agent
+                for agent in self._steps
+                if not any(agent.matches(existing) for existing in present)
+                for grp in agent.output_file_grps
+            }
+        return self._agents_due

@@ -22,7 +22,7 @@ from pathlib import Path
 from ocrswarm.errors import FormatError, UnsafeInputError, UsageError
 from ocrswarm.formats.mets import Mets
 from ocrswarm.formats.ocrdzip import unpack_bag
-from ocrswarm.formats.workspace import METS_BASENAME, Workspace
+from ocrswarm.formats.workspace import METS_BASENAME, Workspace, create_from_images
 
 STATE_DIR = ".ocrswarm"
 _SOURCE_FILE = "source.json"
@@ -63,13 +63,19 @@ class RunInput:
 
 @dataclass(slots=True)
 class PreparedWorkspace:
-    workspace: Workspace
+    """OUT, ready: its METS (not read here; a run streams it) and how it came about."""
+
+    mets_path: Path
     created: bool  # False when OUT was made by an earlier run of the same INPUT, or in place
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def directory(self) -> Path:
+        return self.mets_path.parent
+
+    @property
     def state_dir(self) -> Path:
-        return self.workspace.directory / STATE_DIR
+        return self.directory / STATE_DIR
 
 
 def prepare_workspace(source: RunInput, output: Path) -> PreparedWorkspace:
@@ -77,7 +83,7 @@ def prepare_workspace(source: RunInput, output: Path) -> PreparedWorkspace:
     output = Path(output).absolute()
     mets_path = output / METS_BASENAME
     if source.kind == InputKind.METS and _same_file(source.path, mets_path):
-        return PreparedWorkspace(Workspace.open(mets_path), created=False)
+        return PreparedWorkspace(mets_path, created=False)
     if mets_path.exists():
         recorded = _recorded_source(output)
         if recorded != str(source.path):
@@ -85,7 +91,7 @@ def prepare_workspace(source: RunInput, output: Path) -> PreparedWorkspace:
                 f"{output} already holds a workspace that was not made from {source.path}; "
                 f"choose a new -o, or pass {mets_path} as INPUT to run on that workspace"
             )
-        return PreparedWorkspace(Workspace.open(mets_path), created=False)
+        return PreparedWorkspace(mets_path, created=False)
     _require_usable_target(output)
     staging = Path(
         tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".preparing", dir=output.parent)
@@ -102,12 +108,12 @@ def prepare_workspace(source: RunInput, output: Path) -> PreparedWorkspace:
         os.rename(built, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return PreparedWorkspace(Workspace.open(mets_path), created=True, warnings=warnings)
+    return PreparedWorkspace(mets_path, created=True, warnings=warnings)
 
 
 def _build(source: RunInput, target: Path) -> list[str]:
     if source.kind == InputKind.IMAGES:
-        return Workspace.from_images(source.path, target).warnings
+        return create_from_images(source.path, target)[1]
     if source.kind == InputKind.OCRD_ZIP:
         mets_path = unpack_bag(source.path, target)
         if mets_path != target / METS_BASENAME:

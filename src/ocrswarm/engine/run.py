@@ -35,8 +35,9 @@ from ocrswarm.engine.workflow import (
     workflow_fingerprint,
 )
 from ocrswarm.errors import ExitCode, FormatError, UsageError
+from ocrswarm.formats.metsstream import MetsOutline, read_outline
 from ocrswarm.formats.pageselect import select_pages
-from ocrswarm.formats.workspace import IMAGE_FILE_GRP, Workspace
+from ocrswarm.formats.workspace import IMAGE_FILE_GRP
 from ocrswarm.processors.tessdata import find_model
 
 DEFAULT_MODEL = "eng"
@@ -188,59 +189,66 @@ class _Plan:
     notes: list[str]  # how the plan was made, where it guessed
 
 
-def _plan(workspace: Workspace, wanted: Sequence[WorkflowStep], request: RunRequest) -> _Plan:
+def _plan(
+    mets_path: Path, wanted: Sequence[WorkflowStep], request: RunRequest
+) -> tuple[_Plan, MetsOutline]:
+    """The plan, and the outline of the METS it was made from: the files of the fileGrps
+    the workflow reads, and how many files each page has in those it writes."""
+    outputs = [grp for step in wanted for grp in step.output_file_grps]
+    outline = read_outline(mets_path, mets_input_file_grps(wanted), counted_grps=outputs)
     notes: list[str] = []
     if request.image_file_grp is None:
-        wanted, notes = _images_elsewhere(workspace, wanted)
-    steps = validate_steps(wanted, tool_description, available_file_grps=workspace.mets.file_groups)
-    page_ids = select_pages(request.page_selection, workspace.mets.page_ids)
+        wanted, notes = _images_elsewhere(outline, mets_path, wanted)
+        if notes:  # the images are in another fileGrp: its files are wanted
+            outline = read_outline(mets_path, mets_input_file_grps(wanted), counted_grps=outputs)
+    steps = validate_steps(wanted, tool_description, available_file_grps=outline.file_groups)
+    page_ids = select_pages(request.page_selection, outline.page_ids)
     groups = mets_input_file_grps(steps)
     with_input: list[str] = []
     skipped: list[str] = []
     for page_id in page_ids:
-        has_input = any(workspace.mets.find_files(file_grp=grp, page_id=page_id) for grp in groups)
+        has_input = any(outline.files_of(page_id, grp) for grp in groups)
         (with_input if has_input else skipped).append(page_id)
     if not with_input:
         raise FormatError(
             f"none of the {len(page_ids)} selected pages has a file in "
             f"{', '.join(groups)}; nothing to do"
         )
-    return _Plan(steps, page_ids, with_input, skipped, notes)
+    return _Plan(steps, page_ids, with_input, skipped, notes), outline
 
 
 def _images_elsewhere(
-    workspace: Workspace, steps: Sequence[WorkflowStep]
+    outline: MetsOutline, mets_path: Path, steps: Sequence[WorkflowStep]
 ) -> tuple[list[WorkflowStep], list[str]]:
     """A workflow that reads OCR-D-IMG, on a METS without it: its only image fileGrp instead.
 
     An image fileGrp holds images only (every file image/*); those the workflow writes
     itself do not count, so a resumed run chooses as the first one did.
     """
-    mets = workspace.mets
-    if not reads_images_from_mets(steps) or IMAGE_FILE_GRP in mets.file_groups:
+    if not reads_images_from_mets(steps) or IMAGE_FILE_GRP in outline.file_groups:
         return list(steps), []
     produced = {grp for step in steps for grp in step.output_file_grps}
     candidates = [
         grp
-        for grp in mets.file_groups
+        for grp in outline.file_groups
         if grp not in produced
-        and (files := mets.find_files(file_grp=grp))
-        and all(file.mimetype.startswith("image/") for file in files)
+        and (mimetypes := outline.mimetypes.get(grp))
+        and all(mimetype.startswith("image/") for mimetype in mimetypes)
     ]
     if len(candidates) != 1:
-        have = ", ".join(mets.file_groups) or "none"
+        have = ", ".join(outline.file_groups) or "none"
         found = (
             f"several image fileGrps ({', '.join(candidates)})"
             if candidates
             else f"no fileGrp of images only (its fileGrps: {have})"
         )
         raise UsageError(
-            f"{workspace.mets_path} has no fileGrp {IMAGE_FILE_GRP} and {found}: "
+            f"{mets_path} has no fileGrp {IMAGE_FILE_GRP} and {found}: "
             "say which fileGrp holds the page images with -I GRP"
         )
     [grp] = candidates
     note = (
-        f"{workspace.mets_path} has no fileGrp {IMAGE_FILE_GRP}: reading the page images from "
+        f"{mets_path} has no fileGrp {IMAGE_FILE_GRP}: reading the page images from "
         f"{grp}, its only image fileGrp (-I GRP chooses another)"
     )
     return with_image_file_grp(steps, grp), [note]
@@ -255,12 +263,10 @@ def _run(
     on_start: Callable[[RunSummary], None] | None,
     on_progress: Callable[[Progress], None] | None,
 ) -> RunSummary:
-    workspace = prepared.workspace
-    plan = _plan(workspace, wanted, request)
-    workspace_id = store.add_workspace(workspace.mets_path)
-    job_id, resumed = _submit_or_resume(store, workspace, workspace_id, plan, request)
+    mets_path = prepared.mets_path
+    plan, workspace_id, job_id, resumed = _plan_and_submit(store, mets_path, wanted, request)
     writer = MetsWriter(
-        workspace,
+        mets_path,
         store,
         workspace_id,
         agents=[
@@ -277,7 +283,7 @@ def _run(
     writer.flush(force=True)  # what a crashed run completed but did not register
     before = store.progress(job_id)
     summary = RunSummary(
-        workspace.mets_path,
+        mets_path,
         job_id,
         before.state,
         resumed,
@@ -315,12 +321,28 @@ def _run(
     ]
     summary.warnings.extend(writer.problems)
     if request.write_text and summary.interrupted_by is None:
-        summary.text_file = write_document_text(workspace, plan.steps, plan.page_ids)
+        summary.text_file = write_document_text(mets_path, plan.steps, plan.page_ids)
     return summary
 
 
+def _plan_and_submit(
+    store: Store, mets_path: Path, wanted: Sequence[WorkflowStep], request: RunRequest
+) -> tuple[_Plan, str, str, bool]:
+    """(plan, workspace id, workflow job id, resumed), from a streamed read of the METS that
+    is not kept: the run holds nothing of the METS while the pages are processed."""
+    plan, outline = _plan(mets_path, wanted, request)
+    workspace_id = store.add_workspace(mets_path)
+    job_id, resumed = _submit_or_resume(store, outline, mets_path, workspace_id, plan, request)
+    return plan, workspace_id, job_id, resumed
+
+
 def _submit_or_resume(
-    store: Store, workspace: Workspace, workspace_id: str, plan: _Plan, request: RunRequest
+    store: Store,
+    outline: MetsOutline,
+    mets_path: Path,
+    workspace_id: str,
+    plan: _Plan,
+    request: RunRequest,
 ) -> tuple[str, bool]:
     """The workflow job of this run: found again (resumed, failed pages retried) or new."""
     fingerprint = workflow_fingerprint(plan.steps, plan.with_input)
@@ -331,11 +353,11 @@ def _submit_or_resume(
         store.retry_failed(job_id)
         return job_id, True
     if not request.overwrite:
-        _refuse_existing_output(workspace, plan.steps, plan.with_input)
+        _refuse_existing_output(outline, mets_path, plan.steps, plan.with_input)
     job = store.submit_workflow(
         workspace_id,
         plan.steps,
-        _page_inputs(workspace, plan.steps, plan.with_input),
+        _page_inputs(outline, plan.steps, plan.with_input),
         max_attempts=request.max_attempts,
         fingerprint=fingerprint,
         description=f"ocrswarm run {request.input}",
@@ -352,7 +374,7 @@ def _check_models(steps: Sequence[WorkflowStep]) -> None:
 
 
 def _page_inputs(
-    workspace: Workspace, steps: Sequence[WorkflowStep], page_ids: Sequence[str]
+    outline: MetsOutline, steps: Sequence[WorkflowStep], page_ids: Sequence[str]
 ) -> list[PageInputs]:
     """Each page with its files in the fileGrps the workflow reads from the METS."""
     groups = mets_input_file_grps(steps)
@@ -362,7 +384,7 @@ def _page_inputs(
             [
                 FileRef(grp, file.id, file.mimetype, file.href, page_id)
                 for grp in groups
-                for file in workspace.mets.find_files(file_grp=grp, page_id=page_id)
+                for file in outline.files_of(page_id, grp)
             ],
         )
         for page_id in page_ids
@@ -378,17 +400,18 @@ def _skip_warnings(skipped: Sequence[str], steps: Sequence[WorkflowStep]) -> lis
 
 
 def _refuse_existing_output(
-    workspace: Workspace, steps: Sequence[WorkflowStep], page_ids: Sequence[str]
+    outline: MetsOutline, mets_path: Path, steps: Sequence[WorkflowStep], page_ids: Sequence[str]
 ) -> None:
-    mets = workspace.mets
     for step in steps:
         for grp in step.output_file_grps:
-            if grp not in mets.file_groups:
+            counts = outline.file_counts.get(grp)
+            if counts is None or grp not in outline.file_groups:
                 continue
-            pages = [page for page in page_ids if mets.find_files(file_grp=grp, page_id=page)]
+            with_files = {page for page, n in zip(outline.page_ids, counts, strict=True) if n}
+            pages = [page for page in page_ids if page in with_files]
             if pages:
                 raise UsageError(
-                    f"{workspace.mets_path} already has files in {grp} for {len(pages)} of the "
+                    f"{mets_path} already has files in {grp} for {len(pages)} of the "
                     "selected pages (from another workflow or page selection); "
                     "pass --overwrite to replace them"
                 )

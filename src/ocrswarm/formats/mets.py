@@ -283,7 +283,7 @@ class Mets:
         if order is not None:
             div.set("ORDER", str(order))
         if label is not None:
-            div.set("LABEL", _checked_text(label, "page label", allow_empty=True))
+            div.set("LABEL", checked_text(label, "page label", allow_empty=True))
         sequence = self._physical_sequence()
         _insert(sequence, div, _page_after(sequence, order))
         self._register_page(page_id, div)
@@ -342,12 +342,7 @@ class Mets:
 
         Lets a caller refuse before it writes the file's content to disk.
         """
-        check_file_grp_name(file_grp)
-        check_id(file_id, "file ID")
-        _checked_text(href, "href")
-        _checked_text(mimetype, "MIME type")
-        if page_id is not None:
-            check_id(page_id, "page ID")
+        check_file_entry(file_grp, file_id, href, mimetype, page_id)
         existing = self._file_group.get(file_id)
         if existing is not None and not replace:
             raise MetsError(
@@ -360,7 +355,7 @@ class Mets:
     def set_href(self, file_id: str, href: str) -> MetsFile:
         """Point a file elsewhere; its FLocat(s) are replaced by one for `href`."""
         self.get_file(file_id)
-        self._set_location(self._files[file_id], _checked_text(href, "href"))
+        self._set_location(self._files[file_id], checked_text(href, "href"))
         return self._snapshot(file_id)
 
     def remove_file(self, file_id: str) -> MetsFile:
@@ -407,7 +402,7 @@ class Mets:
 
     @unique_identifier.setter
     def unique_identifier(self, value: str) -> None:
-        value = _checked_text(value.strip(), "unique identifier")
+        value = checked_text(value.strip(), "unique identifier")
         element = self._identifier_element()
         if element is None:
             mods = self._root.find(f"{TAG_DMDSEC}//{TAG_MODS}")
@@ -439,23 +434,20 @@ class Mets:
 
         `notes` become `<mets:note ocrd:option="key">value</mets:note>` as OCR-D writes them.
         """
-        if role not in AGENT_ROLES:
-            raise MetsError(f"agent role {role!r} is not one of {sorted(AGENT_ROLES)}")
-        if type not in AGENT_TYPES:
-            raise MetsError(f"agent type {type!r} is not one of {sorted(AGENT_TYPES)}")
+        check_agent(Agent(name, role, type, othertype, otherrole, tuple((notes or {}).items())))
         nsmap = None if NS_OCRD in self._root.nsmap.values() else {"ocrd": NS_OCRD}
         agent = etree.Element(TAG_AGENT, nsmap=nsmap)
         agent.set("TYPE", type)
         if othertype is not None:
-            agent.set("OTHERTYPE", _checked_text(othertype, "agent OTHERTYPE"))
+            agent.set("OTHERTYPE", othertype)
         agent.set("ROLE", role)
         if otherrole is not None:
-            agent.set("OTHERROLE", _checked_text(otherrole, "agent OTHERROLE"))
-        etree.SubElement(agent, TAG_NAME).text = _checked_text(name, "agent name")
+            agent.set("OTHERROLE", otherrole)
+        etree.SubElement(agent, TAG_NAME).text = name
         for option, text in (notes or {}).items():
             note = etree.SubElement(agent, TAG_NOTE)
-            note.set(ATTR_OCRD_OPTION, _checked_text(option, "agent note option"))
-            note.text = _checked_text(text, "agent note", allow_empty=True)
+            note.set(ATTR_OCRD_OPTION, checked_text(option, "agent note option"))
+            note.text = text
         header = self._root.find(TAG_METSHDR)
         if header is None:
             header = etree.Element(TAG_METSHDR)
@@ -726,16 +718,46 @@ def check_id(value: str, what: str) -> None:
         raise MetsError(f"invalid {what} {value!r}: must start with a letter or _ (xs:ID)")
 
 
+def check_file_entry(
+    file_grp: str, file_id: str, href: str, mimetype: str, page_id: str | None
+) -> None:
+    """The MetsError a new file entry deserves on its own (names, IDs, characters XML
+    cannot carry), whatever the document it goes into."""
+    check_file_grp_name(file_grp)
+    check_id(file_id, "file ID")
+    checked_text(href, "href")
+    checked_text(mimetype, "MIME type")
+    if page_id is not None:
+        check_id(page_id, "page ID")
+
+
+def check_agent(agent: Agent) -> None:
+    """The MetsError an agent deserves: a role or type mets.xsd does not know, or text
+    XML cannot carry."""
+    if agent.role not in AGENT_ROLES:
+        raise MetsError(f"agent role {agent.role!r} is not one of {sorted(AGENT_ROLES)}")
+    if agent.type not in AGENT_TYPES:
+        raise MetsError(f"agent type {agent.type!r} is not one of {sorted(AGENT_TYPES)}")
+    checked_text(agent.name, "agent name")
+    for value, what in ((agent.othertype, "OTHERTYPE"), (agent.otherrole, "OTHERROLE")):
+        if value is not None:
+            checked_text(value, f"agent {what}")
+    for option, text in agent.notes:
+        checked_text(option, "agent note option", allow_empty=True)
+        checked_text(text, "agent note", allow_empty=True)
+
+
 def check_file_grp_name(value: str) -> None:
     """A fileGrp name must survive comma lists (`-I A,B`) and serve as a directory name."""
-    _checked_text(value, "fileGrp name")
+    checked_text(value, "fileGrp name")
     if value in (".", "..") or re.search(r"[\s,:/\\]", value):
         raise MetsError(
             f"invalid fileGrp name {value!r}: no whitespace, comma, colon or slash, not . or .."
         )
 
 
-def _checked_text(value: str, what: str, *, allow_empty: bool = False) -> str:
+def checked_text(value: str, what: str, *, allow_empty: bool = False) -> str:
+    """`value`, if it is a string XML can carry (MetsError otherwise)."""
     if not isinstance(value, str) or (not value and not allow_empty):
         raise MetsError(f"{what} must be a non-empty string, not {value!r}")
     if _XML_ILLEGAL.search(value):

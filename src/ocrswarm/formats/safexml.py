@@ -3,12 +3,15 @@
 A document with a DOCTYPE is refused outright: METS and PAGE never need one, and a DTD is how
 entity expansion ("billion laughs"), external entities (local file disclosure) and network
 fetches get in. Entities are never resolved and the parser never touches the network.
+`parse_xml` builds an lxml tree; `stream_xml` feeds a document too big to hold to expat.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from xml.parsers import expat
 
 from lxml import etree
 
@@ -16,6 +19,7 @@ from ocrswarm.errors import FormatError, UnsafeInputError
 
 # Documents larger than this are refused before parsing (a METS of 100,000 pages is ~60 MB).
 MAX_XML_BYTES = 512 * 1024 * 1024
+_STREAM_CHUNK = 1 << 16
 
 
 def _parser() -> Any:
@@ -55,3 +59,39 @@ def parse_xml(source: bytes | Path, *, what: str = "XML document") -> Any:
         return etree.ElementTree(etree.fromstring(data, _parser()))
     except etree.XMLSyntaxError as error:
         raise FormatError(f"{name} is not well-formed XML: {error}") from error
+
+
+def stream_xml(source: IO[bytes], parser: Any, *, what: str = "XML document") -> None:
+    """Feed the open file `source`, from where it stands, to `parser` (from `expat_parser`)
+    in chunks, for documents too large to hold: the handlers see every event, memory stays
+    flat.
+
+    The same refusals as `parse_xml`: UnsafeInputError for a DOCTYPE, an entity declaration
+    or an oversized file, FormatError for anything that is not well-formed XML. Exceptions
+    the handlers raise pass through.
+    """
+    try:
+        if os.fstat(source.fileno()).st_size > MAX_XML_BYTES:
+            raise UnsafeInputError(f"{what} is larger than {MAX_XML_BYTES} bytes")
+        while chunk := source.read(_STREAM_CHUNK):
+            parser.Parse(chunk, False)
+        parser.Parse(b"", True)
+    except expat.ExpatError as error:
+        raise FormatError(f"{what} is not well-formed XML: {error}") from error
+    except OSError as error:
+        raise FormatError(f"cannot read {what}: {error.strerror or error}") from error
+
+
+def expat_parser(*, what: str = "XML document") -> Any:
+    """A namespace-aware expat parser for `stream_xml` (element and attribute names arrive
+    as "namespace-URI local-name"); a DOCTYPE or entity declaration stops it with
+    UnsafeInputError before anything is expanded or fetched."""
+    parser = expat.ParserCreate(namespace_separator=" ")
+
+    def refuse(*_: object) -> None:
+        raise UnsafeInputError(f"{what} contains a DOCTYPE or entity declaration; refused")
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    return parser

@@ -32,6 +32,7 @@ from ocrswarm.formats.mets import (
     check_id,
     is_url,
 )
+from ocrswarm.formats.metsstream import MetsAppender, NewFile, NewPage
 from ocrswarm.formats.natsort import natural_key
 
 METS_BASENAME = "mets.xml"
@@ -86,39 +87,13 @@ class Workspace:
         file_grp: str = IMAGE_FILE_GRP,
         identifier: str | None = None,
     ) -> Workspace:
-        """A workspace with one page per image of the folder `source`, in natural order.
-
-        Without `target` the METS is written into `source` and points at the images where
-        they are; with it, the images are hard-linked (or copied) into `target/<file_grp>/`.
-        Pages are `PHYS_0001`... (ORDER 1..n, LABEL the file stem), files `<file_grp>_0001`...
-        A multi-page TIFF or an oversized image is refused; an unreadable one is registered
-        anyway, with a note in `warnings`, so that its page fails visibly later on.
-        """
-        source = Path(source).absolute()
-        check_file_grp_name(file_grp)
-        images = _list_images(source)
-        directory = source if target is None else Path(target).absolute()
-        in_place = directory == source
-        mets_path = directory / METS_BASENAME
-        _refuse_existing(mets_path)
-        workspace = cls(directory, Mets.empty(identifier or f"urn:uuid:{uuid.uuid4()}"))
-        if not in_place:
-            (directory / file_grp).mkdir(parents=True, exist_ok=True)
-        for number, image in enumerate(images, start=1):
-            mimetype = workspace._inspect_new_image(image)
-            if in_place:
-                href = f"./{image.name}" if is_url(image.name) else image.name
-            else:
-                href = f"{file_grp}/{image.name}"
-                _link_or_copy(image, directory / href)
-            page_id = f"PHYS_{number:04d}"
-            workspace.mets.add_page(page_id, order=number, label=image.stem)
-            file = workspace.mets.add_file(
-                file_grp, f"{file_grp}_{number:04d}", href, mimetype, page_id
-            )
-            if in_place:
-                workspace._require_inside(file)
-        workspace.save()
+        """A workspace with one page per image of the folder `source`, in natural order
+        (`create_from_images`, then opened)."""
+        mets_path, warnings = create_from_images(
+            source, target, file_grp=file_grp, identifier=identifier
+        )
+        workspace = cls.open(mets_path)
+        workspace.warnings = warnings
         return workspace
 
     def resolve(self, file: MetsFile | str) -> Path:
@@ -231,26 +206,82 @@ class Workspace:
             except FormatError as error:
                 yield f"{name}: {error}"
 
-    def _inspect_new_image(self, image: Path) -> str:
-        """The MIME type of an image to register; refuses multi-page and oversized images."""
-        try:
-            info = inspect_image(image)
-        except UnsafeInputError:
-            raise
-        except ImageError as error:
-            self.warnings.append(f"{error}; registered anyway, its page will fail")
-            return mimetype_for(image) or "application/octet-stream"
-        require_single_page(info, image)
-        return info.mimetype
 
-    def _require_inside(self, file: MetsFile) -> None:
-        try:
-            self.resolve(file)
-        except UnsafeInputError as error:
-            raise UnsafeInputError(
-                f"{error}: the image is a symlink to elsewhere; "
-                "pass a target directory to link or copy the images instead"
-            ) from None
+def create_from_images(
+    source: Path,
+    target: Path | None = None,
+    *,
+    file_grp: str = IMAGE_FILE_GRP,
+    identifier: str | None = None,
+) -> tuple[Path, list[str]]:
+    """Make a workspace with one page per image of the folder `source`, in natural order;
+    (its METS path, warnings). The METS is written in one streamed pass, never held whole.
+
+    Without `target` the METS is written into `source` and points at the images where they
+    are; with it, the images are hard-linked (or copied) into `target/<file_grp>/`. Pages
+    are `PHYS_0001`... (ORDER 1..n, LABEL the file stem), files `<file_grp>_0001`... A
+    multi-page TIFF or an oversized image is refused; an unreadable one is registered
+    anyway, with a note in the warnings, so that its page fails visibly later on.
+    """
+    source = Path(source).absolute()
+    check_file_grp_name(file_grp)
+    images = _list_images(source)
+    directory = source if target is None else Path(target).absolute()
+    in_place = directory == source
+    mets_path = directory / METS_BASENAME
+    _refuse_existing(mets_path)
+    if not in_place:
+        (directory / file_grp).mkdir(parents=True, exist_ok=True)
+    real_directory = Path(os.path.realpath(directory))
+    warnings: list[str] = []
+    pages: list[NewPage] = []
+    files: list[NewFile] = []
+    for number, image in enumerate(images, start=1):
+        mimetype = _inspect_new_image(image, warnings)
+        if in_place:
+            href = f"./{image.name}" if is_url(image.name) else image.name
+            _require_inside(directory, href, real_directory)
+        else:
+            href = f"{file_grp}/{image.name}"
+            _link_or_copy(image, directory / href)
+        page_id = f"PHYS_{number:04d}"
+        pages.append(NewPage(page_id, order=number, label=image.stem))
+        files.append(NewFile(file_grp, f"{file_grp}_{number:04d}", mimetype, href, page_id))
+    # Built beside the METS and renamed into place: an interrupted run leaves no METS.
+    building = directory / f".{METS_BASENAME}.building"
+    Mets.empty(identifier or f"urn:uuid:{uuid.uuid4()}").save(building)
+    try:
+        rejected = MetsAppender(building).add(files, pages=pages)
+        if rejected:
+            raise MetsError(f"cannot register {rejected[0].file_id}: {rejected[0].reason}")
+        _refuse_existing(mets_path)
+        os.replace(building, mets_path)
+    finally:
+        building.unlink(missing_ok=True)
+    return mets_path, warnings
+
+
+def _inspect_new_image(image: Path, warnings: list[str]) -> str:
+    """The MIME type of an image to register; refuses multi-page and oversized images."""
+    try:
+        info = inspect_image(image)
+    except UnsafeInputError:
+        raise
+    except ImageError as error:
+        warnings.append(f"{error}; registered anyway, its page will fail")
+        return mimetype_for(image) or "application/octet-stream"
+    require_single_page(info, image)
+    return info.mimetype
+
+
+def _require_inside(directory: Path, href: str, real_directory: Path) -> None:
+    try:
+        resolve_href(directory, href, real_directory=real_directory)
+    except UnsafeInputError as error:
+        raise UnsafeInputError(
+            f"{error}: the image is a symlink to elsewhere; "
+            "pass a target directory to link or copy the images instead"
+        ) from None
 
 
 def _list_images(source: Path) -> list[Path]:
