@@ -76,7 +76,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
             service = EngineService(
                 store, CoordinatorOptions(workers=settings.workers), queue_url=settings.queue_url
             )
-            results = ResultSender(PendingResults(settings.data_dir / "results.json"))
+            results = ResultSender(
+                PendingResults(settings.data_dir / "results.json"), amqp_url=settings.queue_url
+            )
             await run_in_threadpool(service.start)
             results.start()
             for promise in results.pending.entries():

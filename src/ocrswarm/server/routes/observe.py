@@ -26,6 +26,7 @@ from ocrswarm.engine.store import Store
 from ocrswarm.errors import NotFoundError
 from ocrswarm.server.auth import Role, require
 from ocrswarm.server.deps import get_service, get_store
+from ocrswarm.server.routes.workers import registered_workers
 
 router = APIRouter(tags=["observe"])
 
@@ -157,11 +158,22 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily(
             "ocrswarm_workers_alive", "Worker processes alive", value=workers_alive(self._service)
         )
+        yield from self._registered_workers()
         with self._lock:
             for job in jobs:
                 if job.state in FINISHED and job.id not in self._timed_jobs:
                     self._time_tasks(job.id, job.executable)
             yield from self._latency.collect()
+
+    def _registered_workers(self) -> Iterator[Metric]:
+        """The `ocrswarm worker` processes of a distributed deployment (GET /workers)."""
+        summary = registered_workers(self._store)
+        for name, value, what in (
+            ("alive", summary.alive, "Registered ocrswarm workers heard of lately"),
+            ("capacity", summary.capacity, "Pages the alive registered workers process at once"),
+            ("running", summary.running, "Pages under way on the alive registered workers"),
+        ):
+            yield GaugeMetricFamily(f"ocrswarm_registered_workers_{name}", what, value=value)
 
     def _time_tasks(self, job_id: str, processor: str) -> None:
         for task in self._store.page_tasks(job_id):

@@ -14,12 +14,12 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from ocrswarm.engine.records import WorkerInfo
+from ocrswarm.engine.store import Store
+from ocrswarm.engine.workerregistry import WORKER_ALIVE_SECONDS
 from ocrswarm.server.auth import Role, require
 from ocrswarm.server.deps import StoreDep
 
 router = APIRouter(tags=["workers"])
-
-WORKER_ALIVE_SECONDS = 30.0
 
 
 class WorkerStatus(BaseModel):
@@ -61,13 +61,9 @@ def worker_status(worker: WorkerInfo, now: float) -> WorkerStatus:
     )
 
 
-@router.get(
-    "/workers",
-    dependencies=[Depends(require(Role.READER))],
-    summary="The registered workers, whether alive, and their capacity",
-)
-def list_workers(store: StoreDep) -> WorkerList:
-    now = time.time()
+def registered_workers(store: Store, now: float | None = None) -> WorkerList:
+    """Every registered worker, and what the alive ones add up to (for /workers, /metrics)."""
+    now = time.time() if now is None else now
     listed = [worker_status(worker, now) for worker in store.list_workers()]
     alive = [worker for worker in listed if worker.alive]
     return WorkerList(
@@ -76,3 +72,12 @@ def list_workers(store: StoreDep) -> WorkerList:
         running=sum(worker.running for worker in alive),
         workers=listed,
     )
+
+
+@router.get(
+    "/workers",
+    dependencies=[Depends(require(Role.READER))],
+    summary="The registered workers (ocrswarm worker), whether alive, and their capacity",
+)
+def list_workers(store: StoreDep) -> WorkerList:
+    return registered_workers(store)
