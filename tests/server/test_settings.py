@@ -62,7 +62,7 @@ def test_defaults_without_a_file_and_overrides() -> None:
     [
         ("[server]\nprot = 1\n", "server.prot"),
         ('[server]\nport = "80"\n', "server.port"),
-        ("[server]\nworkers = 0\n", "server.workers"),
+        ("[server]\nworkers = -1\n", "server.workers"),  # 0: none, with remote workers
         ('[server]\nallow = ["10.0.0.300/8"]\n', "server.allow"),
         ('[server]\ndata_roots = "/srv"\n', "server.data_roots"),
         ('[[server.tokens]]\nname = "x"\nsha256 = "abc"\nrole = "reader"\n', "sha256"),

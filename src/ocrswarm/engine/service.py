@@ -281,13 +281,13 @@ class EngineService:
 
     def _coordinate(self) -> None:
         while not self._stopping.is_set():
-            if self.queue_url is None:
-                coordinator = Coordinator(self.store, None, self.writers, self._options)
-            else:
-                coordinator = self._broker_coordinator(self.queue_url)
             with self._coordinator_lock:
                 if self._stopping.is_set():
                     return
+                if self.queue_url is None:
+                    coordinator = Coordinator(self.store, None, self.writers, self._options)
+                else:  # its consumer thread starts here: only when it will run
+                    coordinator = self._broker_coordinator(self.queue_url)
                 self._coordinator = coordinator
             try:
                 coordinator.run()

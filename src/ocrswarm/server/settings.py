@@ -114,8 +114,10 @@ def _convert(key: str, value: Any, where: str) -> Any:
         return _typed(value, str, where)
     if key in ("port", "workers", "max_upload_bytes", "max_request_bytes"):
         number = _typed(value, int, where)
-        if isinstance(number, bool) or number < (0 if key in ("port", "workers") else 1):
-            raise UsageError(f"{where}: must be a positive integer, not {value!r}")
+        least = 0 if key in ("port", "workers") else 1
+        if isinstance(number, bool) or number < least:
+            kind = "a non-negative" if least == 0 else "a positive"
+            raise UsageError(f"{where}: must be {kind} integer, not {value!r}")
         return number
     if key == "data_dir":
         return Path(_typed(value, str, where)).absolute()
