@@ -17,7 +17,8 @@
     id = "ocr-7"                                      # default: host:pid:random
     path_map = ["/srv/ocrswarm=/mnt/ocrswarm"]        # server path prefix = local prefix
     server = "https://ocr.example.org"                # HTTP file transfer (no shared dir)
-    token = "…"
+    token = "…"                                       # a token of the role worker
+    mirror_dir = "/var/cache/ocrswarm/mirror"         # its local copies of the files
 
 Every table is optional; a wrong table, key or value is a UsageError that names it.
 """
@@ -67,6 +68,7 @@ class WorkerSettings:
     path_map: tuple[PathMap, ...] = ()
     server_url: str | None = None  # HTTP file transfer, for a worker without shared files
     token: str | None = None
+    mirror_dir: Path | None = None  # HTTP file transfer: the local copies (default: cache)
     lease_seconds: float = 60.0
 
     def with_overrides(self, **values: Any) -> WorkerSettings:
@@ -141,7 +143,16 @@ def _url_table(
     return url
 
 
-_WORKER_KEYS = ("processors", "jobs", "id", "path_map", "server", "token", "lease_seconds")
+_WORKER_KEYS = (
+    "processors",
+    "jobs",
+    "id",
+    "path_map",
+    "server",
+    "token",
+    "mirror_dir",
+    "lease_seconds",
+)
 
 
 def worker_settings(table: Mapping[str, Any], *, where: str = "worker") -> WorkerSettings:
@@ -169,6 +180,10 @@ def worker_settings(table: Mapping[str, Any], *, where: str = "worker") -> Worke
             if not isinstance(value, list):
                 raise UsageError(f'{at}: expected a list of "SERVER_PREFIX=LOCAL_PREFIX"')
             values["path_map"] = tuple(PathMap.parse(str(item), at) for item in value)
+        elif key == "mirror_dir":
+            if not isinstance(value, str) or not value:
+                raise UsageError(f"{at}: expected a directory")
+            values["mirror_dir"] = Path(value).absolute()
         else:
             if not isinstance(value, str) or not value:
                 raise UsageError(f"{at}: expected a non-empty string")

@@ -1,11 +1,13 @@
 """`ocrswarm worker`: this machine's cores for a distributed `ocrswarm serve`.
 
 Consumes the processors' RabbitMQ queues, claims each message's page task in the shared
-PostgreSQL store, runs it in local worker processes and records the outcome; the files are
+PostgreSQL store, runs it in local worker processes and records the outcome. The files are
 reached through a shared directory (the task names absolute paths on the server;
-`--path-map` translates them). SIGTERM or Ctrl-C stops it cleanly: the pages under way
-are finished (or given back after a grace period), unstarted messages go back to their
-queues, and the worker is marked stopped.
+`--path-map` translates them) or, on a machine without one, over HTTP from the server
+(`--server URL --token T`): each worker process downloads a page's inputs into a local
+mirror and uploads its outputs before the page is recorded as done. SIGTERM or Ctrl-C
+stops it cleanly: the pages under way are finished (or given back after a grace period),
+unstarted messages go back to their queues, and the worker is marked stopped.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ import secrets
 import socket
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ocrswarm.config import PathMap, WorkerSettings, load_configuration
 from ocrswarm.errors import UsageError
+
+if TYPE_CHECKING:
+    from ocrswarm.engine.transfer import RemoteFiles
 
 
 @click.command()
@@ -50,7 +56,12 @@ from ocrswarm.errors import UsageError
     help="Where the server's files are mounted here (repeatable).",
 )
 @click.option("--server", "server_url", metavar="URL", help="HTTP file transfer from this server.")
-@click.option("--token", help="The API token for --server.")
+@click.option("--token", help="The API token for --server (role worker).")
+@click.option(
+    "--mirror-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where --server's files are copied to (default: ~/.cache/ocrswarm/mirror).",
+)
 def worker(
     queue_url: str | None,
     db_url: str | None,
@@ -61,6 +72,7 @@ def worker(
     path_maps: tuple[str, ...],
     server_url: str | None,
     token: str | None,
+    mirror_dir: Path | None,
 ) -> None:
     """Process pages of a distributed ocrswarm server: take them from RabbitMQ, record them
     in the shared PostgreSQL store. Options given here override the configuration file."""
@@ -74,6 +86,7 @@ def worker(
         path_map=tuple(PathMap.parse(text) for text in path_maps),
         server_url=server_url,
         token=token,
+        mirror_dir=mirror_dir.absolute() if mirror_dir is not None else None,
     )
     queue = queue_url or configuration.queue_url
     database = db_url or configuration.database_url
@@ -97,12 +110,9 @@ def run_worker(queue_url: str, database_url: str, settings: WorkerSettings) -> N
     from ocrswarm.engine.store import Store
     from ocrswarm.engine.tools import available_executables
     from ocrswarm.engine.workerregistry import HEARTBEAT_SECONDS
+    from ocrswarm.engine.workers import WorkerPool
 
-    if settings.server_url is not None:
-        raise UsageError(
-            "--server (HTTP file transfer) is not available in this version: mount the "
-            "server's data directory (NFS) and use --path-map"
-        )
+    remote_files = checked_remote_files(settings)
     amqp.connect(queue_url).close()  # unreachable: a clear error now, not retries forever
     log = logging.getLogger("ocrswarm.worker")
     processors = list(settings.processors or available_executables())
@@ -132,6 +142,9 @@ def run_worker(queue_url: str, database_url: str, settings: WorkerSettings) -> N
             NoMetsWriting(),
             CoordinatorOptions(workers=settings.jobs, lease_seconds=settings.lease_seconds),
             source=source,
+            pool=None
+            if remote_files is None
+            else WorkerPool(settings.jobs, remote_files=remote_files),
         )
         stopped = threading.Event()
 
@@ -159,3 +172,33 @@ def run_worker(queue_url: str, database_url: str, settings: WorkerSettings) -> N
             stopped.set()
             heart.join()
             store.stop_worker(name)
+
+
+def checked_remote_files(settings: WorkerSettings) -> RemoteFiles | None:
+    """The HTTP file transfer of `--server`, or None without one. The URL and the token are
+    tried now: a wrong one stops the worker before it takes a page."""
+    if settings.server_url is None:
+        return None
+    from ocrswarm.engine.transfer import RemoteFiles
+
+    if not settings.server_url.startswith(("http://", "https://")):
+        raise UsageError(f"--server {settings.server_url!r}: expected an http:// or https:// URL")
+    if settings.token is None:
+        raise UsageError("--server needs --token (a token of the role worker)")
+    if settings.path_map:
+        raise UsageError(
+            "give --path-map (a shared directory) or --server (HTTP file transfer), not both"
+        )
+    remote = RemoteFiles(settings.server_url, settings.token, mirror_dir(settings))
+    with remote.open() as transfer:
+        transfer.check_token()
+    return remote
+
+
+def mirror_dir(settings: WorkerSettings) -> Path:
+    """Where an HTTP-transferring worker keeps its copies: `mirror_dir`, else the user's
+    cache directory."""
+    if settings.mirror_dir is not None:
+        return settings.mirror_dir
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "ocrswarm" / "mirror"

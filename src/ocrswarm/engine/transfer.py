@@ -249,7 +249,7 @@ class FileTransfer:
             raise _Retry(f"HTTP {status}: {detail}")
         if status in (401, 403):
             raise TokenRejectedError(
-                f"{self.server_url} rejected the worker's token {what} (HTTP {status}: "
+                f"{self.server_url} rejected the worker's token ({what}: HTTP {status}, "
                 f"{detail}); check --token and that its role is worker or above"
             )
         if status == 409:

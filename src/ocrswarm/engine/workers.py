@@ -23,11 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocrswarm.engine.records import FileRef, TaskLease
 from ocrswarm.engine.workerprocess import IDLE, STOP, Answer, Work, worker_main
 from ocrswarm.errors import OcrswarmError, UsageError
+
+if TYPE_CHECKING:  # httpx is imported only by a worker that transfers files
+    from ocrswarm.engine.transfer import RemoteFiles
 
 _CONTEXT = multiprocessing.get_context("spawn")
 
@@ -102,14 +105,18 @@ class WorkerPool:
         *,
         warm_up: Sequence[tuple[str, Mapping[str, Any]]] = (),
         extra_env: Mapping[str, str] | None = None,
+        remote_files: RemoteFiles | None = None,
     ) -> None:
         """`warm_up`: (executable, parameters) of the processors each worker should construct
-        as soon as it starts, so that models load while the coordinator is still busy."""
+        as soon as it starts, so that models load while the coordinator is still busy.
+        `remote_files`: the workers fetch each page's files from the server and push its
+        outputs back (a machine without the shared directory)."""
         if size < 1:
             raise UsageError(f"the number of workers must be at least 1, not {size}")
         self.size = size
         self._warm_up = [(executable, dict(parameters)) for executable, parameters in warm_up]
         self._extra_env = dict(extra_env or {})
+        self._remote_files = remote_files
         self._slots: list[WorkerSlot] = []
         self._deaths_while_idle = 0  # since the last answer: workers that cannot even start
         self._closing = False
@@ -215,7 +222,14 @@ class WorkerPool:
         current_task = _CONTEXT.RawValue(ctypes.c_int64, IDLE)
         process = _CONTEXT.Process(
             target=worker_main,
-            args=(to_worker_r, from_worker_w, current_task, self._warm_up, self._extra_env),
+            args=(
+                to_worker_r,
+                from_worker_w,
+                current_task,
+                self._warm_up,
+                self._extra_env,
+                self._remote_files,
+            ),
             name=f"ocrswarm-worker-{index}",
             daemon=True,
         )
