@@ -172,8 +172,14 @@ class _Feed(threading.Thread):
                 prefetch, self._prefetch = self._prefetch, None
                 if prefetch is not None:
                     self.consumer.set_prefetch(prefetch)
-                self._serve_requests()
-                arrived = self.consumer.poll(_POLL_SECONDS)
+                try:
+                    self._serve_requests()
+                    arrived = self.consumer.poll(_POLL_SECONDS)
+                except Exception:  # never let the feed die: reconnect instead
+                    log.exception("the RabbitMQ consumer failed; connecting again")
+                    self.consumer.close()
+                    self._stopping.wait(1.0)
+                    continue
                 if arrived:
                     with self._lock:
                         self._buffer.extend(arrived)
