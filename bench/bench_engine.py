@@ -3,10 +3,14 @@
 A workspace of N tiny pages is made first (not timed); then a fresh process runs
 `run_workflow` on it in place, timed: submission, claims, the workers, the completions, the
 METS writer's saves, to the final METS. Reported per run: pages/s and the peak RSS of that
-process, the coordinator (the workers are processes of their own, about 40 MiB each).
+process, the coordinator (the workers are processes of their own, about 40 MiB each): its
+whole life counts, planning and submission included. `from_images` is `ocrswarm run SCANS
+-o OUT` as a user types it: the same process also makes the workspace from the images.
 OCR-D's `ocrd process dummy` does 63 pages/s on the same 2-core machine.
 
 Run: `.venv/bin/python bench/bench_engine.py [--pages 10000] [-j 2]`; prints one JSON object.
+`--pages 1000` and `--pages 10000` side by side show whether the coordinator's memory grows
+with the pages (`coordinator_peak_rss_mib` of the same configuration).
 """
 
 from __future__ import annotations
@@ -47,10 +51,14 @@ def small_pages(folder: Path, count: int) -> Path:
     return scans
 
 
-def measure(mets_path: Path, pages: int, steps: int, workers: int) -> dict[str, object]:
-    """One run on the workspace of `mets_path`, in this process (call it in a fresh one)."""
+def measure(
+    source: Path, pages: int, steps: int, workers: int, output: Path | None = None
+) -> dict[str, object]:
+    """One run on `source` (a METS, worked on in place, or a folder of images made into the
+    workspace `output`), in this process (call it in a fresh one)."""
     request = RunRequest(
-        input=mets_path,
+        input=source,
+        output=output,
         steps=ONE_STEP if steps == 1 else THREE_STEPS,
         workers=workers,
         write_text=False,
@@ -84,20 +92,29 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def in_fresh_process(pages: int, steps: int, workers: int) -> dict[str, object]:
-    """Make the workspace here, run and measure in a new process."""
+def in_fresh_process(
+    pages: int, steps: int, workers: int, *, from_images: bool = False
+) -> dict[str, object]:
+    """Make the workspace here (or only the images, `from_images`), run and measure in a
+    new process."""
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         made_at = time.perf_counter()
-        workspace = Workspace.from_images(small_pages(Path(tmp), pages), Path(tmp) / "ws")
+        scans = small_pages(Path(tmp), pages)
+        if from_images:
+            source, output = scans, Path(tmp) / "out"
+            mets_path = output / "mets.xml"
+        else:
+            source = mets_path = Workspace.from_images(scans, Path(tmp) / "ws").mets_path
+            output = None
         preparation = time.perf_counter() - made_at
-        mets_path = workspace.mets_path
-        del workspace
-        command = [sys.executable, __file__, "--one", f"{mets_path},{pages},{steps},{workers}"]
+        one = f"{source},{pages},{steps},{workers}" + (f",{output}" if output else "")
+        command = [sys.executable, __file__, "--one", one]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         measured: dict[str, object] = json.loads(result.stdout)
         registered = len(Workspace.open(mets_path).mets.files) - pages
     measured["files_registered"] = registered
-    measured["workspace_init_seconds"] = round(preparation, 3)
+    if not from_images:
+        measured["workspace_init_seconds"] = round(preparation, 3)
     return measured
 
 
@@ -108,14 +125,15 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)  # mets,pages,steps,workers: measure
     args = parser.parse_args()
     if args.one:
-        mets, *numbers = args.one.split(",")
-        pages, steps, workers = (int(number) for number in numbers)
-        print(json.dumps(measure(Path(mets), pages, steps, workers)))
+        source, pages, steps, workers, *output = args.one.split(",")
+        target = Path(output[0]) if output else None
+        print(json.dumps(measure(Path(source), int(pages), int(steps), int(workers), target)))
         return
     runs = [
         in_fresh_process(args.pages, 1, args.workers),
         in_fresh_process(args.pages, 3, args.workers),
         in_fresh_process(max(args.pages // 10, 1), 1, args.workers),
+        in_fresh_process(args.pages, 1, args.workers, from_images=True),
     ]
     report = {
         "benchmark": "engine orchestration (ocrd-swarm-dummy, embedded SQLite store)",
@@ -128,6 +146,7 @@ def main() -> None:
             str(runs[0]["pages"]): runs[0]["coordinator_peak_rss_mib"],
         },
         "smaller_run": runs[2],
+        "from_images": runs[3],
     }
     print(json.dumps(report, indent=2))
 

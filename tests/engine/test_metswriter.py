@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import random
+import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,3 +149,48 @@ def test_a_file_that_cannot_be_registered_is_reported_not_fatal(workspace: Works
     assert len(writer.problems) == 1 and "bad id" in writer.problems[0]
     assert on_disk(workspace).find_files(page_id="PHYS_2", file_grp="OCR-D-OCR")
     assert outbox.pending == []
+
+
+def book(directory: Path, pages: int) -> Path:
+    """A workspace of `pages` pages with an image each, its METS written once."""
+    mets = Mets.empty("urn:test:book")
+    for n in range(1, pages + 1):
+        mets.add_file("OCR-D-IMG", f"IMG_{n}", f"OCR-D-IMG/{n}.png", "image/png", f"PHYS_{n}")
+    path = directory / "mets.xml"
+    directory.mkdir()
+    mets.save(path)
+    return path
+
+
+def test_files_are_listed_in_page_order_however_the_pages_finish(tmp_path: Path) -> None:
+    mets_path = book(tmp_path / "ws", 30)
+    finished = list(range(1, 31))
+    random.Random(4).shuffle(finished)
+    outbox = Outbox([registration(n, f"PHYS_{n}") for n in finished])
+    writer = MetsWriter(mets_path, outbox, "ws", batch_size=4)
+    assert writer.flush(force=True) == 30  # a save per batch of four
+    mets = Mets.read(mets_path)
+    assert [f.page_id for f in mets.find_files(file_grp="OCR-D-OCR")] == mets.page_ids
+    assert mets.validate_schema() == []
+
+
+def peak_memory_of_registering(directory: Path, pages: int) -> int:
+    """tracemalloc's peak while the writer registers one file per page, in batches of 50."""
+    mets_path = book(directory, pages)
+    outbox = Outbox([registration(n, f"PHYS_{n}") for n in range(1, pages + 1)])
+    writer = MetsWriter(mets_path, outbox, "ws", batch_size=50, min_interval=0)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        assert writer.flush(force=True) == pages
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_writers_memory_does_not_grow_with_the_pages(tmp_path: Path) -> None:
+    small = peak_memory_of_registering(tmp_path / "small", 200)
+    large = peak_memory_of_registering(tmp_path / "large", 2000)
+    # What may grow: the index of the pages (ID -> position, files per page), about 100
+    # bytes a page. A METS held in memory costs its Python indexes alone over 1 KiB a file.
+    assert large - small < 1800 * 256, (small, large)

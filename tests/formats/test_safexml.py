@@ -84,3 +84,26 @@ def test_oversized_document_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(safexml, "MAX_XML_BYTES", 100)
     with pytest.raises(UnsafeInputError, match="larger than"):
         parse_xml(b"<a>" + b"x" * 200 + b"</a>")
+
+
+def test_streaming_refuses_what_parsing_refuses(tmp_path: Path) -> None:
+    def stream(data: bytes) -> list[str]:
+        path = tmp_path / "doc.xml"
+        path.write_bytes(data)
+        seen: list[str] = []
+        parser = safexml.expat_parser(what="doc")
+        parser.StartElementHandler = lambda name, attributes: seen.append(name)
+        with path.open("rb") as source:
+            safexml.stream_xml(source, parser, what="doc")
+        return seen
+
+    assert stream(b'<a xmlns="urn:x"><b/></a>') == ["urn:x a", "urn:x b"]
+    with pytest.raises(UnsafeInputError, match="DOCTYPE"):
+        stream(BILLION_LAUGHS)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    external = f'<!DOCTYPE a [<!ENTITY x SYSTEM "file://{secret}">]><a>&x;</a>'
+    with pytest.raises(UnsafeInputError):
+        stream(external.encode())
+    with pytest.raises(FormatError, match="not well-formed"):
+        stream(b"<a><b></a>")

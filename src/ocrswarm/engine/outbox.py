@@ -8,6 +8,7 @@ and must skip file IDs its METS already has: registration is idempotent by file 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from sqlalchemy import Connection, false, select, update
@@ -22,25 +23,45 @@ _CHUNK = 5000  # ids per statement, far below every database's bound-parameter l
 def pending_registrations(
     connection: Connection, catalog: Catalog, workspace_id: str, limit: int
 ) -> list[Registration]:
-    """Up to `limit` outputs of `workspace_id` waiting for the METS, oldest first."""
-    rows = connection.execute(
-        select(files)
+    """Up to `limit` outputs of `workspace_id` waiting for the METS, oldest first.
+
+    Rows become records one by one (never a list of both): a batch is the METS writer's
+    biggest piece of memory."""
+    result = connection.execute(
+        select(
+            files.c.id,
+            files.c.job_id,
+            files.c.task_id,
+            files.c.page_id,
+            files.c.file_grp,
+            files.c.file_id,
+            files.c.mimetype,
+            files.c.href,
+        )
         .where(files.c.workspace_id == workspace_id, files.c.registered == false())
         .order_by(files.c.id)
         .limit(limit)
-    ).all()
-    job_facts = catalog.jobs(connection, {row.job_id for row in rows})
-    return [
-        Registration(
-            id=row.id,
-            file=FileRef(row.file_grp, row.file_id, row.mimetype, row.href, row.page_id),
-            task_id=row.task_id,
-            job_id=job_facts[row.job_id].uid,
-            executable=job_facts[row.job_id].executable,
-            parameters=job_facts[row.job_id].parameters,
+    )
+    registrations = []
+    for row in result:
+        facts = catalog.job(connection, row.job_id)
+        registrations.append(
+            Registration(
+                id=row.id,
+                file=FileRef(
+                    sys.intern(row.file_grp),  # a few values, each in every row
+                    row.file_id,
+                    sys.intern(row.mimetype),
+                    row.href,
+                    row.page_id,
+                ),
+                task_id=row.task_id,
+                job_id=facts.uid,
+                executable=facts.executable,
+                parameters=facts.parameters,
+            )
         )
-        for row in rows
-    ]
+    return registrations
 
 
 def mark_registered(connection: Connection, registration_ids: Sequence[int]) -> None:

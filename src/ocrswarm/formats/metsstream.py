@@ -33,9 +33,10 @@ import contextlib
 import itertools
 import os
 import re
+import sys
 from array import array
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,11 +89,12 @@ _AFTER_ALL = 99
 _SPLICEABLE = ("utf_8", "ascii", "latin_1", "iso8859", "cp125")
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 _UNIT = "  "  # indentation step when the document shows none
-_COPY_CHUNK = 1 << 20
+_COPY_CHUNK = 1 << 16
 _LOOK_BEHIND = 512
 _START_TAG = re.compile(rb"<[^\s/>]+(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
 _WHITESPACE = b" \t\r\n"
 _NOWHERE = 1 << 62  # the position of an entry that goes after every file of its fileGrp
+_NO_ORDER = -(1 << 63)
 
 
 class FileEntry(Protocol):
@@ -239,9 +241,11 @@ class MetsAppender:
                     for used, reason in collision.problems.items():
                         if used in explicit_pages:
                             raise MetsError(f"cannot add page {used!r}: {reason}") from None
-                        for entry in [
-                            e for e in entries.values() if used in (e.file_id, e.page_id)
-                        ]:
+                        if used in entries:  # a file ID taken
+                            hit = [entries[used]]
+                        else:  # a new page's ID taken: its files cannot go in
+                            hit = [e for e in entries.values() if e.page_id == used]
+                        for entry in hit:
                             del entries[entry.file_id]
                             rejected.append(Rejected(entry.file_id, entry.page_id, reason))
                     continue
@@ -319,8 +323,11 @@ def _scan(
     parser.EndElementHandler = reader.end
     reader.parser = parser
     stream.seek(0)
-    with contextlib.suppress(_HeaderRead):
-        stream_xml(stream, parser, what=f"METS {path}")
+    try:
+        with contextlib.suppress(_HeaderRead):
+            stream_xml(stream, parser, what=f"METS {path}")
+    finally:
+        reader.parser = None  # no cycle through the handlers
     if reader.root is not None and reader.root != _M + "mets":
         raise MetsError(f"METS {path} is not a METS document (root element {reader.root})")
     return reader.result(path)
@@ -350,7 +357,8 @@ class _Reader:
         self.in_sequence = False
         self.page: str | None = None
         self.page_ids: list[str] = []
-        self.orders: list[int | None] = []
+        self.orders = array("q")  # each page's ORDER (_NO_ORDER: none), compactly
+        self.ordered = True  # every page has an ORDER
         self.page_files: dict[str, list[MetsFile]] = {}
         self.page_counts: dict[str, array[int]] = {grp: array("I") for grp in count}
         self.agents: list[Agent] = []
@@ -414,7 +422,7 @@ class _Reader:
         elif name == _FILE and self.group_stack and self.group_stack[-1][0] == depth - 1:
             grp = self.group_stack[-1][1]
             file_id = attributes.get("ID") or ""
-            mimetype = attributes.get("MIMETYPE") or ""
+            mimetype = sys.intern(attributes.get("MIMETYPE") or "")  # a few, many times
             known = self.mimetypes.get(grp)
             if known is None:
                 self.mimetypes[grp] = {mimetype}
@@ -425,7 +433,7 @@ class _Reader:
             elif grp in self.count:
                 self.counted[file_id] = grp
         elif name == _FLOCAT and self.file is not None and depth == self.file[3] + 1:
-            loctype = attributes.get("LOCTYPE") or ""
+            loctype = sys.intern(attributes.get("LOCTYPE") or "")
             local = loctype == "OTHER" and attributes.get("OTHERLOCTYPE") == "FILE"
             if self.file[4] is None or (local and not self.file[6]):
                 self.file[4] = attributes.get(_HREF) or ""
@@ -449,7 +457,10 @@ class _Reader:
                     raise MetsError("a physical page of the METS has no ID")
                 self.page = page_id
                 self.page_ids.append(page_id)
-                self.orders.append(_int_or_none(attributes.get("ORDER")))
+                order = _int_or_none(attributes.get("ORDER"))
+                if order is None:
+                    self.ordered = False
+                self.orders.append(_NO_ORDER if order is None else order)
                 for counts in self.page_counts.values():
                     counts.append(0)
         elif depth == 5 and self.page is not None and name == _FPTR:
@@ -501,14 +512,15 @@ class _Reader:
             counted = Counter(self.page_ids)
             twice = sorted(page_id for page_id, n in counted.items() if n > 1)
             raise MetsError(f"METS {path}: page IDs appear twice: {', '.join(twice[:5])}")
-        order = list(range(len(self.page_ids)))
-        if None not in self.orders:
-            order.sort(key=lambda index: self.orders[index] or 0)
-        page_ids = [self.page_ids[index] for index in order]
-        counts = {
-            grp: array("I", (per_page[index] for index in order))
-            for grp, per_page in self.page_counts.items()
-        }
+        page_ids, counts = self.page_ids, self.page_counts
+        orders = self.orders
+        if self.ordered and any(orders[n] > orders[n + 1] for n in range(len(orders) - 1)):
+            order = sorted(range(len(page_ids)), key=orders.__getitem__)
+            page_ids = [page_ids[index] for index in order]
+            counts = {
+                grp: array("I", (per_page[index] for index in order))
+                for grp, per_page in counts.items()
+            }
         return MetsOutline(
             file_groups=self.groups,
             page_ids=page_ids,
@@ -592,9 +604,10 @@ class _Plan:
                 grp_deltas[key] = grp_deltas.get(key, 0) + 1
         for grp, items in by_group.items():
             items.sort(key=lambda item: (item[0], item[1]))
-            files_up_to = _running_totals(counts.get(grp))
+            positions = _positions(counts.get(grp), [key for key, _, _ in items])
             self.placed[grp] = [
-                _Placed(_position(files_up_to, key), entry) for key, _, entry in items
+                _Placed(position, entry)
+                for position, (_, _, entry) in zip(positions, items, strict=True)
             ]
         self.tracked = counts.keys()
 
@@ -606,17 +619,23 @@ class _Plan:
             grp_deltas[ordinal] = grp_deltas.get(ordinal, 0) - 1
 
 
-def _running_totals(counts: array[int] | None) -> list[int] | None:
-    return None if counts is None else list(itertools.accumulate(counts))
-
-
-def _position(files_up_to: list[int] | None, ordinal: int) -> int:
-    """How many of the fileGrp's files come before an entry of the page at `ordinal`."""
-    if files_up_to is None or ordinal == _NOWHERE:
-        return _NOWHERE
-    if not files_up_to:
-        return 0
-    return files_up_to[min(ordinal, len(files_up_to) - 1)]
+def _positions(counts: array[int] | None, ordinals: list[int]) -> list[int]:
+    """For each of the sorted page `ordinals`: how many of the fileGrp's files come before
+    an entry of that page, i.e. lie on it or on earlier pages (`counts`: files per page;
+    None: not known, the entries go last)."""
+    if counts is None:
+        return [_NOWHERE] * len(ordinals)
+    positions = []
+    files = page = 0
+    for ordinal in ordinals:
+        if ordinal == _NOWHERE:
+            positions.append(_NOWHERE)
+            continue
+        while page <= ordinal and page < len(counts):
+            files += counts[page]
+            page += 1
+        positions.append(files)
+    return positions
 
 
 @dataclass(slots=True)
@@ -625,7 +644,7 @@ class _Node:
 
     tag: str
     attributes: list[tuple[str, str]] = field(default_factory=list)
-    children: list[_Node] = field(default_factory=list)
+    children: Iterable[_Node] = ()  # made as they are written: a batch is never all nodes
     text: str | None = None
 
 
@@ -676,7 +695,6 @@ class _Splice:
         self.sequence_done = False
         self.page: _Open | None = None
         self.page_id = ""
-        self.pages_seen: set[str] = set()
         self.dropping: tuple[int, int] | None = None  # (depth, start) of a replaced element
         self.dropped_groups: dict[str, str] = {}  # replaced file ID -> its fileGrp
         self.problems: dict[str, str] = {}
@@ -693,7 +711,10 @@ class _Splice:
         parser.EndElementHandler = self._end
         self.parser = parser
         self.source.seek(0)
-        stream_xml(self.source, parser, what=f"METS {self.path}")
+        try:
+            stream_xml(self.source, parser, what=f"METS {self.path}")
+        finally:
+            self.parser = None  # no cycle through the handlers: the batch goes at once
         if self.problems:
             raise _Collision(self.problems)
         self._copy_to(os.fstat(self.fd).st_size)
@@ -806,7 +827,7 @@ class _Splice:
     def _add_sections(self, rank: int, offset: int, *, at_end: bool) -> None:
         """Make the sections the plan needs and the document lacks, in front of the section
         of `rank` starting at `offset` (or at the end of mets:mets)."""
-        nodes = []
+        nodes: list[_Node] = []
         if not self.header_done and rank > 0:
             nodes.append(
                 _Node(
@@ -883,7 +904,7 @@ class _Splice:
             if group.pending and group.pending[0].position <= index:
                 due = list(itertools.takewhile(lambda p: p.position <= index, group.pending))
                 del group.pending[: len(due)]
-                self._insert_before(offset, [self._file_node(p.entry) for p in due])
+                self._insert_before(offset, (self._file_node(p.entry) for p in due))
             file_id = attributes.get("ID")
             if file_id in self.plan.file_ids:
                 self.dropped_groups[file_id] = group.use
@@ -892,7 +913,8 @@ class _Splice:
     def _finish_group(self, group: _Group, offset: int) -> None:
         self.group_stack.pop()
         if group.pending:
-            self._append_children(group, offset, [self._file_node(p.entry) for p in group.pending])
+            nodes = (self._file_node(p.entry) for p in group.pending)
+            self._append_children(group, offset, nodes)
 
     def _add_groups(self, offset: int) -> None:
         assert self.file_section is not None
@@ -904,8 +926,8 @@ class _Splice:
         nodes = []
         for grp, placed in self.plan.placed.items():
             if grp not in self.groups_seen:
-                children = [self._file_node(p.entry) for p in placed]
-                nodes.append(_Node("fileGrp", [("USE", grp)], children))
+                files = (self._file_node(p.entry) for p in placed)
+                nodes.append(_Node("fileGrp", [("USE", grp)], files))
                 self.plan.created_groups.append(grp)
         self.groups_seen.update(self.plan.placed)
         return nodes
@@ -940,7 +962,6 @@ class _Splice:
                 self.page_id = attributes.get("ID") or ""
                 self.page = _Open(offset, depth)
                 self.open.append(self.page)
-                self.pages_seen.add(self.page_id)
                 self.plan.new_pages.pop(self.page_id, None)
                 order = _int_or_none(attributes.get("ORDER"))
                 if order is None:
@@ -964,9 +985,8 @@ class _Splice:
 
     def _finish_sequence(self, offset: int) -> None:
         assert self.sequence is not None
-        nodes = self._new_page_nodes()
-        if nodes:
-            self._append_children(self.sequence, offset, nodes)
+        if self.plan.new_pages:
+            self._append_children(self.sequence, offset, self._new_page_nodes())
         self.sequence = None
 
     def _finish_physical(self, offset: int) -> None:
@@ -983,8 +1003,7 @@ class _Splice:
         self.sequence_done = True
         return _Node("div", [("TYPE", "physSequence")], self._new_page_nodes())
 
-    def _new_page_nodes(self) -> list[_Node]:
-        nodes = []
+    def _new_page_nodes(self) -> Iterator[_Node]:
         order = self.plan.max_order
         for page in self.plan.new_pages.values():
             attributes = [("ID", page.page_id), ("TYPE", "page")]
@@ -997,8 +1016,7 @@ class _Splice:
             if page.label is not None:
                 attributes.append(("LABEL", page.label))
             children = [_fptr_node(i) for i in self.plan.fptrs.get(page.page_id, ())]
-            nodes.append(_Node("div", attributes, children))
-        return nodes
+            yield _Node("div", attributes, children)
 
     # -- splicing bytes -----------------------------------------------------------------------
 
@@ -1019,7 +1037,7 @@ class _Splice:
         tag_end, empty = self._start_tag(start)
         self.copied = tag_end if empty else self._after_end_tag(end_offset)
 
-    def _insert_before(self, offset: int, nodes: list[_Node]) -> None:
+    def _insert_before(self, offset: int, nodes: Iterable[_Node]) -> None:
         """Write `nodes` in front of the sibling element starting at `offset`."""
         run_start, run = self._whitespace_before(offset)
         if b"\n" in run:
@@ -1030,7 +1048,7 @@ class _Splice:
             self._copy_to(offset)
         self._write_nodes(nodes, indentation, separate=indentation is not None)
 
-    def _append_children(self, parent: _Open, end_offset: int, nodes: list[_Node]) -> None:
+    def _append_children(self, parent: _Open, end_offset: int, nodes: Iterable[_Node]) -> None:
         """Write `nodes` as the last children of `parent`, whose end event is at
         `end_offset` (self-closing parents are opened up)."""
         tag_end, empty = self._start_tag(parent.start)
@@ -1060,14 +1078,19 @@ class _Splice:
         self._write_nodes(nodes, inner, separate=inner is not None)
         self._write(trailer)
 
-    def _write_nodes(self, nodes: list[_Node], indentation: str | None, *, separate: bool) -> None:
+    def _write_nodes(
+        self, nodes: Iterable[_Node], indentation: str | None, *, separate: bool
+    ) -> None:
         prefix = self._mets_prefix()
         unit = self.unit or _UNIT
         parts: list[str] = []
         for node in nodes:
             if separate:
                 parts.append("\n" + (indentation or ""))
-            _render(node, prefix, indentation, unit, parts)
+            parts.extend(_render(node, prefix, indentation, unit))
+            if len(parts) > 4096:
+                self._write("".join(parts))
+                parts.clear()
         self._write("".join(parts))
 
     def _write(self, text: str) -> None:
@@ -1151,25 +1174,25 @@ def _fptr_node(file_id: str) -> _Node:
     return _Node("fptr", [("FILEID", file_id)])
 
 
-def _render(node: _Node, prefix: str, indentation: str | None, unit: str, out: list[str]) -> None:
+def _render(node: _Node, prefix: str, indentation: str | None, unit: str) -> Iterator[str]:
+    """The XML of `node`, piece by piece; children one level deeper when indented."""
     tag = prefix + node.tag
-    out.append("<" + tag)
-    for name, value in node.attributes:
-        out.append(f' {name}="{_escape_attribute(value)}"')
-    if node.children:
-        out.append(">")
-        inner = None if indentation is None else indentation + unit
-        for child in node.children:
-            if inner is not None:
-                out.append("\n" + inner)
-            _render(child, prefix, inner, unit, out)
-        if indentation is not None:
-            out.append("\n" + indentation)
-        out.append(f"</{tag}>")
+    yield "<" + tag + "".join(f' {name}="{_escape_attribute(v)}"' for name, v in node.attributes)
+    inner = None if indentation is None else indentation + unit
+    opened = False
+    for child in node.children:
+        if not opened:
+            yield ">"
+            opened = True
+        if inner is not None:
+            yield "\n" + inner
+        yield from _render(child, prefix, inner, unit)
+    if opened:
+        yield f"\n{indentation}</{tag}>" if indentation is not None else f"</{tag}>"
     elif node.text is not None:
-        out.append(f">{_escape_text(node.text)}</{tag}>")
+        yield f">{_escape_text(node.text)}</{tag}>"
     else:
-        out.append("/>")
+        yield "/>"
 
 
 def _escape_text(value: str) -> str:

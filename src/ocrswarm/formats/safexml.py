@@ -71,15 +71,22 @@ def stream_xml(source: IO[bytes], parser: Any, *, what: str = "XML document") ->
     the handlers raise pass through.
     """
     try:
-        if os.fstat(source.fileno()).st_size > MAX_XML_BYTES:
-            raise UnsafeInputError(f"{what} is larger than {MAX_XML_BYTES} bytes")
-        while chunk := source.read(_STREAM_CHUNK):
-            parser.Parse(chunk, False)
-        parser.Parse(b"", True)
-    except expat.ExpatError as error:
-        raise FormatError(f"{what} is not well-formed XML: {error}") from error
+        size = os.fstat(source.fileno()).st_size
     except OSError as error:
         raise FormatError(f"cannot read {what}: {error.strerror or error}") from error
+    if size > MAX_XML_BYTES:
+        raise UnsafeInputError(f"{what} is larger than {MAX_XML_BYTES} bytes")
+    while True:
+        try:
+            chunk = source.read(_STREAM_CHUNK)
+        except OSError as error:
+            raise FormatError(f"cannot read {what}: {error.strerror or error}") from error
+        try:
+            parser.Parse(chunk, not chunk)
+        except expat.ExpatError as error:
+            raise FormatError(f"{what} is not well-formed XML: {error}") from error
+        if not chunk:
+            return
 
 
 def expat_parser(*, what: str = "XML document") -> Any:
