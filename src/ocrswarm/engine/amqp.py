@@ -360,7 +360,9 @@ class Consumer:
         connection = connect(self.url)
         try:
             channel = connection.channel()
-            channel.basic_qos(prefetch_count=self._prefetch)
+            # global: one limit for the channel, shared by the queues' consumers and changed
+            # at once by set_prefetch (a per-consumer limit stays as it was at basic_consume)
+            channel.basic_qos(prefetch_count=self._prefetch, global_qos=True)
             for queue in self.queues:
                 declare_processor_queue(channel, queue)
             if not self._paused:
@@ -405,7 +407,7 @@ class Consumer:
         self._prefetch = prefetch
         if self.connected and self._channel is not None:
             try:
-                self._channel.basic_qos(prefetch_count=prefetch)
+                self._channel.basic_qos(prefetch_count=prefetch, global_qos=True)
             except CONNECTION_ERRORS as error:
                 self._lost(_describe(error))
 
