@@ -4,12 +4,14 @@ and the owed results kept on disk until each destination is served."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import pika
 import pytest
@@ -17,6 +19,7 @@ import yaml
 
 from ocrswarm.engine.states import State
 from ocrswarm.errors import UsageError
+from ocrswarm.formats.mets import Mets
 from ocrswarm.server.results import (
     Destination,
     PendingResult,
@@ -25,7 +28,9 @@ from ocrswarm.server.results import (
     Transport,
     check_queue_name,
 )
-from tests.server.conftest import free_port
+from tests.cli.test_worker_cli import pg_url  # noqa: F401 (a fixture: the session's PostgreSQL, emptied)
+from tests.engine.conftest import postgres_url  # noqa: F401 (a fixture)
+from tests.server.conftest import ServerProcess, free_port
 
 QUICK = (0.01, 0.01)
 
@@ -226,3 +231,44 @@ def test_queue_names_rabbitmq_refuses_are_refused(name: str) -> None:
 
 def test_a_plain_queue_name_is_fine() -> None:
     check_queue_name("ocrd-results.batch-7")
+
+
+def test_a_processing_job_publishes_its_result_to_the_named_queue(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+    amqp_url: str,
+    shared_spec: Path,
+    make_workspace: Any,
+) -> None:
+    mets = make_workspace(2)
+    config = f'\n[queue]\nurl = "{amqp_url}"\n\n[database]\nurl = "{pg_url}"\n'
+    server = ServerProcess(tmp_path / "data", [tmp_path], workers=1, extra_config=config)
+    server.start()
+    queue = f"results-{uuid.uuid4().hex[:8]}"
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            body = {
+                "path_to_mets": str(mets),
+                "input_file_grps": ["OCR-D-IMG"],
+                "output_file_grps": ["OUT"],
+                "result_queue_name": queue,
+            }
+            answer = client.post("/processor/run/ocrd-dummy", json=body)
+            assert answer.status_code == 200, answer.text
+            job_id = answer.json()["job_id"]
+
+            message = take_message(amqp_url, queue, timeout=90)
+            reserved = client.post(
+                "/processor/run/ocrd-dummy", json={**body, "result_queue_name": "amq.x"}
+            )
+    finally:
+        server.stop(signal.SIGKILL)
+
+    assert message == {"job_id": job_id, "status": "SUCCESS", "path_to_mets": str(mets)}
+    jsonschema.validate(
+        message, result_schema(shared_spec), format_checker=jsonschema.FormatChecker()
+    )
+    # published once the METS lists the outputs
+    assert len(Mets.read(mets).find_files(file_grp="OUT")) == 2
+    assert reserved.status_code == 422
+    assert "result_queue_name" in reserved.json()["detail"]
