@@ -16,7 +16,7 @@ The file holds a `[server]` table (issue 6 adds its own tables beside it):
     [[server.tokens]]
     name = "ci"
     sha256 = "…hex digest of the token…"
-    role = "submitter"                            # admin, submitter or reader
+    role = "submitter"                            # admin, submitter, worker or reader
 
 A wrong key or value is a UsageError that names it. The same file holds the `[queue]`,
 `[database]` and `[worker]` tables of a distributed deployment (ocrswarm.config):
