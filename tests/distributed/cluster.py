@@ -22,12 +22,16 @@ from typing import Any
 
 import httpx
 
+from ocrswarm.server.auth import token_digest
 from tests.conftest import REPO
 from tests.distributed.hosts import Host
 from tests.distributed.services import die_with_parent, free_port, tail
 from tests.engine.fake_processors import EXTRA_PROCESSORS
 
 STARTUP_SECONDS = 60.0
+# The API tokens of every cluster, made up for the tests (only their digests are configured).
+SUBMITTER_TOKEN = "distributed-test-submitter"
+WORKER_TOKEN = "distributed-test-worker"
 # How fast a vanished worker is noticed: its leases lapse after LEASE_SECONDS, RabbitMQ
 # drops its connection after two missed heartbeats (and hands its messages to others).
 LEASE_SECONDS = 5
@@ -45,12 +49,23 @@ def _toml(value: Any) -> str:
 
 
 def config_text(tables: dict[str, dict[str, Any]]) -> str:
-    """A TOML document of flat tables."""
-    return "".join(
-        f"[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in table.items())
-        for name, table in tables.items()
-        if table
-    )
+    """A TOML document of tables; a list of tables in one becomes an array of tables."""
+    text = ""
+    for name, table in tables.items():
+        text += f"[{name}]\n"
+        arrays = {key: value for key, value in table.items() if _is_tables(value)}
+        for key, value in table.items():
+            if key not in arrays:
+                text += f"{key} = {_toml(value)}\n"
+        for key, entries in arrays.items():
+            for entry in entries:
+                text += f"[[{name}.{key}]]\n"
+                text += "".join(f"{k} = {_toml(v)}\n" for k, v in entry.items())
+    return text
+
+
+def _is_tables(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
 @dataclass
@@ -145,7 +160,8 @@ class Cluster:
         return path
 
     def start_server(self) -> Process:
-        """`ocrswarm serve --config` without local workers; returns once HTTP answers.
+        """`ocrswarm serve --config` without local workers, with a submitter's and a
+        worker's token; returns once HTTP answers.
         Called again after the server stopped, it starts it again on the same port."""
         config = self._config(
             "server",
@@ -156,6 +172,14 @@ class Cluster:
                     "data_dir": str(self.root / "server-data"),
                     "data_roots": [str(self.root)],
                     "workers": 0,
+                    "tokens": [
+                        {
+                            "name": "test",
+                            "sha256": token_digest(SUBMITTER_TOKEN),
+                            "role": "submitter",
+                        },
+                        {"name": "workers", "sha256": token_digest(WORKER_TOKEN), "role": "worker"},
+                    ],
                 },
                 "queue": {"url": self.queue_url("127.0.0.1")},
                 "database": {"url": self.database_url("127.0.0.1")},
@@ -186,15 +210,25 @@ class Cluster:
         jobs: int = 2,
         processors: str = "ocrd-test-sleep",
         host: Host | None = None,
+        http_transfer: bool = False,
     ) -> Process:
-        """`ocrswarm worker --config` (in `host`'s namespace if given); returns at once."""
+        """`ocrswarm worker --config` (in `host`'s namespace if given); returns at once.
+        `http_transfer`: the worker has no shared directory and fetches and pushes the files
+        from and to the server over HTTP (`server`, `token`, `mirror_dir`)."""
         where = "127.0.0.1" if host is None else self.server_host
+        worker: dict[str, Any] = {"jobs": jobs, "id": name, "lease_seconds": LEASE_SECONDS}
+        if http_transfer:
+            worker |= {
+                "server": self.url,
+                "token": WORKER_TOKEN,
+                "mirror_dir": str(self.root / f"{name}-mirror"),
+            }
         config = self._config(
             name,
             {
                 "queue": {"url": self.queue_url(where)},
                 "database": {"url": self.database_url(where)},
-                "worker": {"jobs": jobs, "id": name, "lease_seconds": LEASE_SECONDS},
+                "worker": worker,
             },
         )
         argv = [sys.executable, "-m", "ocrswarm", "worker", "--config", str(config)]
@@ -228,7 +262,11 @@ class Cluster:
 
     @contextlib.contextmanager
     def client(self) -> Iterator[httpx.Client]:
-        with httpx.Client(base_url=self.url, timeout=30) as http:
+        with httpx.Client(
+            base_url=self.url,
+            timeout=30,
+            headers={"Authorization": f"Bearer {SUBMITTER_TOKEN}"},
+        ) as http:
             yield http
 
     def submit(self, mets: Path, workflow: str) -> str:

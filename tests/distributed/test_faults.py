@@ -217,15 +217,16 @@ def test_the_server_restarted(
 def test_a_worker_host_cut_off(
     cluster: Cluster, make_workspace: Callable[[int], Path], hosts: Hosts | None
 ) -> None:
-    """Three workers on three hosts (network namespaces); one loses its network while it
-    is mid-page and stays silent. Its leases lapse, RabbitMQ drops its connection, the
-    others finish its pages. When its network comes back after the run, whatever it still
-    completes late changes nothing."""
+    """Three workers on three hosts (network namespaces), the second without the shared
+    directory (HTTP file transfer from the server); the first loses its network while it is
+    mid-page and stays silent. Its leases lapse, RabbitMQ drops its connection, the others
+    finish its pages. When its network comes back after the run, whatever it still completes
+    late changes nothing."""
     mets = make_workspace(PAGES)
     cluster.start_server()
     machines = [hosts.add() for _ in range(3)] if hosts else [None, None, None]
     workers = [
-        cluster.start_worker(f"host{n}", jobs=2, host=machine)
+        cluster.start_worker(f"host{n}", jobs=2, host=machine, http_transfer=n == 2)
         for n, machine in enumerate(machines, 1)
     ]
     cluster.wait_for_workers(6)
@@ -249,3 +250,10 @@ def test_a_worker_host_cut_off(
     time.sleep(3)  # its late completions, if any, arrive now
     assert cluster.wait_until_done(job_id) == "SUCCESS"
     check_outcome(cluster, mets)
+    remote = {str(pid) for pid in group_pids(workers[1].pid)}
+    pushed = [
+        output
+        for output in (workspace / "SLOW1").glob("*.txt")
+        if output.read_text().split()[1].removeprefix("pid=") in remote
+    ]
+    assert pushed, "the worker without the shared directory did no page"
