@@ -27,7 +27,7 @@ from typing import Protocol
 
 from ocrswarm.engine.files import FileLike, sync_filesystem
 from ocrswarm.formats.mets import Agent
-from ocrswarm.formats.metsstream import MetsAppender, read_agents
+from ocrswarm.formats.metsstream import MetsAppender
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,15 @@ class MetsWriter:
         self._workspace_id = workspace_id
         self._min_interval = min_interval
         self._batch_size = batch_size
-        self._steps = list(agents)
-        self._agents_due: dict[str, StepAgent] | None = None  # read with the first batch
+        # The index of the pages now, before the first batch waits for it; and the agents
+        # the METS has.
+        outline = self._appender.read_index([g for a in agents for g in a.output_file_grps])
+        self._agents_due = {
+            grp: agent
+            for agent in agents
+            if not any(agent.matches(present) for present in outline.agents)
+            for grp in agent.output_file_grps
+        }
         self._next_save = 0.0
         self.registered = 0
         self.problems: list[str] = []  # files that could not be registered (processor bugs)
@@ -146,7 +153,7 @@ class MetsWriter:
         finished = time.monotonic()
         for step in steps:
             for grp in step.output_file_grps:
-                self._due().pop(grp, None)
+                self._agents_due.pop(grp, None)
         for entry in rejected:
             message = f"cannot register {entry.file_id} (page {entry.page_id}): {entry.reason}"
             log.error("%s", message)
@@ -159,23 +166,9 @@ class MetsWriter:
     def _agents_for(self, batch: Sequence[_Registration]) -> list[StepAgent]:
         """The agents of the steps whose first outputs are in `batch` and whose agent the
         METS does not have yet."""
-        due = self._due()
         found: dict[int, StepAgent] = {}
         for registration in batch:
-            agent = due.get(registration.file.file_grp)
+            agent = self._agents_due.get(registration.file.file_grp)
             if agent is not None:
                 found.setdefault(id(agent), agent)
         return list(found.values())
-
-    def _due(self) -> dict[str, StepAgent]:
-        """Output fileGrp -> the agent of its step, for steps the METS has no agent of
-        (read from the METS once)."""
-        if self._agents_due is None:
-            present = read_agents(self.mets_path) if self._steps else []
-            self._agents_due = {
-                grp: agent
-                for agent in self._steps
-                if not any(agent.matches(existing) for existing in present)
-                for grp in agent.output_file_grps
-            }
-        return self._agents_due

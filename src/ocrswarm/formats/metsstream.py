@@ -252,12 +252,20 @@ class MetsAppender:
             self._learn(plan)
             return rejected
 
-    def _index(self, source: IO[bytes], groups: Collection[str]) -> None:
+    def read_index(self, file_grps: Collection[str] = ()) -> MetsOutline:
+        """Build the index now, counting the files of `file_grps` (those `add` will write
+        into; others are counted when first written), and return the outline it came
+        from (its agents, for instance). `add` does this itself when it has to."""
+        with _open(self.path) as source:
+            return self._index(source, file_grps)
+
+    def _index(self, source: IO[bytes], groups: Collection[str]) -> MetsOutline:
         """Read the page order and, for `groups`, the files per page (one streamed read)."""
         scan = _scan(source, self.path, count=frozenset(groups))
         self._ordinals = {page_id: n for n, page_id in enumerate(scan.page_ids)}
         self._counts = scan.file_counts
         self._stamp = _stamp_of(source)
+        return scan
 
     def _learn(self, plan: _Plan) -> None:
         """Bring the index up to date with what the pass wrote (or have it read again, if
@@ -740,49 +748,56 @@ class _Splice:
         self.bindings[prefix].pop()
 
     def _start(self, name: str, attributes: dict[str, str]) -> None:
-        self.depth += 1
-        depth = self.depth
-        if self.dropping is not None:
+        depth = self.depth = self.depth + 1
+        if self.dropping is None:
+            self._element(name, attributes, depth)
+        if self.declared:
             self.declared.clear()
-            return
-        offset = self.parser.CurrentByteIndex
-        if self.open and self.open[-1].depth == depth - 1:
-            self.open[-1].has_children = True
+
+    def _element(self, name: str, attributes: dict[str, str], depth: int) -> None:
+        """An element starts (one not inside a replaced one)."""
+        open_elements = self.open
+        if open_elements and open_elements[-1].depth == depth - 1:
+            open_elements[-1].has_children = True
         element_id = attributes.get("ID")
         replaced = existing_page = False
-        if depth == 1:
-            self.root = _Open(offset, depth)
-            self.open.append(self.root)
+        if depth > 2:
+            if self.section == _FILESEC:
+                if name in (_FILE, _FILEGRP):
+                    offset = self.parser.CurrentByteIndex
+                    self._file_section_start(name, attributes, offset, depth)
+                    replaced = self.dropping is not None
+            elif self.physical is not None:
+                if depth <= 5:
+                    offset = self.parser.CurrentByteIndex
+                    self._structure_start(name, attributes, offset, depth)
+                    existing_page = self.page is not None and self.page.start == offset
+            elif self.header is not None and depth == 3 and name != _AGENT:
+                self._add_agents_before(self.parser.CurrentByteIndex)
         elif depth == 2:
-            self._section_start(name, attributes, offset)
-        elif self.section == _FILESEC:
-            self._file_section_start(name, attributes, offset, depth)
-            replaced = self.dropping is not None
-        elif self.physical is not None:
-            self._structure_start(name, attributes, offset, depth)
-            existing_page = self.page is not None and self.page.start == offset
-        elif self.header is not None and depth == 3 and name != _AGENT:
-            self._add_agents_before(offset)
+            self._section_start(name, attributes, self.parser.CurrentByteIndex)
+        else:
+            self.root = _Open(self.parser.CurrentByteIndex, depth)
+            open_elements.append(self.root)
         if element_id is not None and (
             (element_id in self.plan.file_ids and not replaced)
             or (element_id in self.plan.new_pages and not existing_page)
         ):
             self.problems[element_id] = f"ID {element_id!r} is used by another METS element"
-        self.declared.clear()
 
     def _end(self, name: str) -> None:
         depth = self.depth
-        self.depth -= 1
-        offset = self.parser.CurrentByteIndex
+        self.depth = depth - 1
         if self.dropping is not None:
             if depth == self.dropping[0]:
-                self._skip_element(self.dropping[1], offset)
+                self._skip_element(self.dropping[1], self.parser.CurrentByteIndex)
                 self.dropping = None
             return
-        top = self.open[-1] if self.open else None
-        if top is None or top.depth != depth:
+        open_elements = self.open
+        if not open_elements or open_elements[-1].depth != depth:
             return
-        self.open.pop()
+        top = open_elements.pop()
+        offset = self.parser.CurrentByteIndex
         if top is self.root:
             self._add_sections(_AFTER_ALL, offset, at_end=True)
         elif top is self.header:
@@ -1051,25 +1066,17 @@ class _Splice:
     def _append_children(self, parent: _Open, end_offset: int, nodes: Iterable[_Node]) -> None:
         """Write `nodes` as the last children of `parent`, whose end event is at
         `end_offset` (self-closing parents are opened up)."""
-        tag_end, empty = self._start_tag(parent.start)
-        own = self._indentation_at(parent.start)
         unit = self.unit or _UNIT
-        if empty:
-            self._copy_to(parent.start)
-            tag = os.pread(self.fd, tag_end - parent.start, parent.start)
-            self.target.write(tag[:-2].rstrip(_WHITESPACE) + b">")
-            inner = None if own is None else own + unit
-            self._write_nodes(nodes, inner, separate=inner is not None)
-            if own is not None:
-                self._write("\n" + own)
-            self.target.write(b"</" + _qualified_name(tag) + b">")
-            self.copied = tag_end
-            return
+        if not parent.has_children:  # perhaps <x/>: only then is the tag looked at
+            tag_end, empty = self._start_tag(parent.start)
+            if empty:
+                self._open_up(parent.start, tag_end, nodes)
+                return
         run_start, run = self._whitespace_before(end_offset)
         trailer = ""
         if b"\n" in run:
-            inner = run[run.rindex(b"\n") + 1 :].decode("ascii") + unit
-        elif not parent.has_children and own is not None:
+            inner: str | None = run[run.rindex(b"\n") + 1 :].decode("ascii") + unit
+        elif not parent.has_children and (own := self._indentation_at(parent.start)) is not None:
             inner = own + unit
             trailer = "\n" + own
         else:
@@ -1077,6 +1084,19 @@ class _Splice:
         self._copy_to(run_start)
         self._write_nodes(nodes, inner, separate=inner is not None)
         self._write(trailer)
+
+    def _open_up(self, start: int, tag_end: int, nodes: Iterable[_Node]) -> None:
+        """Write the self-closing element at `start` as an element with `nodes` inside."""
+        own = self._indentation_at(start)
+        inner = None if own is None else own + (self.unit or _UNIT)
+        self._copy_to(start)
+        tag = os.pread(self.fd, tag_end - start, start)
+        self.target.write(tag[:-2].rstrip(_WHITESPACE) + b">")
+        self._write_nodes(nodes, inner, separate=inner is not None)
+        if own is not None:
+            self._write("\n" + own)
+        self.target.write(b"</" + _qualified_name(tag) + b">")
+        self.copied = tag_end
 
     def _write_nodes(
         self, nodes: Iterable[_Node], indentation: str | None, *, separate: bool
