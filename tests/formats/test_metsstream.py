@@ -14,7 +14,6 @@ from ocrswarm.formats.metsstream import (
     MetsAppender,
     NewFile,
     NewPage,
-    read_agents,
     read_outline,
 )
 
@@ -288,7 +287,7 @@ def test_agents_go_after_the_last_agent_with_the_documents_ocrd_prefix(tmp_path:
     text = path.read_text()
     assert text.index(AGENT.name) < text.index("altRecordID")
     assert 'o:option="input-file-grp"' in text and "xmlns:ocrd" not in text
-    assert [a.name for a in read_agents(path)] == ["a", AGENT.name]
+    assert [a.name for a in read_outline(path).agents] == ["a", AGENT.name]
     assert valid(path)
 
 

@@ -174,12 +174,6 @@ def read_outline(
         return _scan(stream, path, collect=frozenset(file_grps), count=frozenset(counted_grps))
 
 
-def read_agents(path: Path) -> list[Agent]:
-    """The agents of metsHdr, read up to the end of metsHdr only."""
-    with _open(path) as stream:
-        return _scan(stream, path, header_only=True).agents
-
-
 class MetsAppender:
     """Adds files, pages and agents to the METS at `path`, streaming it (module docstring).
 
@@ -313,27 +307,21 @@ def _stamp_of_path(path: Path) -> tuple[int, int, int]:
     return status.st_ino, status.st_mtime_ns, status.st_size
 
 
-class _HeaderRead(Exception):
-    """Stops a read that wanted metsHdr only."""
-
-
 def _scan(
     stream: IO[bytes],
     path: Path,
     *,
     collect: frozenset[str] = frozenset(),
     count: frozenset[str] = frozenset(),
-    header_only: bool = False,
 ) -> MetsOutline:
-    reader = _Reader(collect, count, header_only)
+    reader = _Reader(collect, count)
     parser = expat_parser(what=f"METS {path}")
     parser.StartElementHandler = reader.start
     parser.EndElementHandler = reader.end
     reader.parser = parser
     stream.seek(0)
     try:
-        with contextlib.suppress(_HeaderRead):
-            stream_xml(stream, parser, what=f"METS {path}")
+        stream_xml(stream, parser, what=f"METS {path}")
     finally:
         reader.parser = None  # no cycle through the handlers
     if reader.root is not None and reader.root != _M + "mets":
@@ -342,14 +330,13 @@ def _scan(
 
 
 class _Reader:
-    """Expat handlers that note what `_scan` reports; nothing per file but the fileGrps'
+    """Expat handlers that note what `_scan` reports; nothing per file but of the fileGrps
     asked for."""
 
-    def __init__(self, collect: frozenset[str], count: frozenset[str], header_only: bool):
+    def __init__(self, collect: frozenset[str], count: frozenset[str]) -> None:
         self.parser: Any = None
         self.collect = collect
         self.count = count
-        self.header_only = header_only
         self.root: str | None = None
         self.depth = 0
         self.section = ""
@@ -401,8 +388,6 @@ class _Reader:
         depth = self.depth
         self.depth -= 1
         if depth == 2:
-            if self.section == _METSHDR and self.header_only:
-                raise _HeaderRead
             self.section = ""
             self.in_physical = False
             return
