@@ -123,6 +123,16 @@ def test_an_existing_workspace_is_not_overwritten(
         Workspace.from_images(source)
 
 
+def test_an_image_name_xml_cannot_carry_leaves_no_workspace(
+    image_dir: Callable[..., Path],
+) -> None:
+    source = image_dir(1, size=SMALL)
+    shutil.copyfile(source / "page_1.png", source / "page_\x01.png")
+    with pytest.raises(MetsError, match="XML cannot carry"):
+        Workspace.from_images(source)
+    assert sorted(p.name for p in source.iterdir()) == ["page_\x01.png", "page_1.png"]
+
+
 def test_multipage_tiff_in_the_folder_is_refused(image_dir: Callable[..., Path]) -> None:
     source = image_dir(2, size=SMALL)
     write_multipage_tiff(source / "page_3.tif")
