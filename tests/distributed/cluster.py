@@ -233,10 +233,10 @@ class Cluster:
         )
         argv = [sys.executable, "-m", "ocrswarm", "worker", "--config", str(config)]
         argv += ["--processors", processors]
-        worker = Process(name, host.command(argv) if host else argv, self.root / f"{name}.log")
-        self.processes.append(worker)
-        worker.start()
-        return worker
+        process = Process(name, host.command(argv) if host else argv, self.root / f"{name}.log")
+        self.processes.append(process)
+        process.start()
+        return process
 
     def wait_for_workers(self, processes: int) -> None:
         """Until /health says `processes` worker processes are alive (all registered)."""
