@@ -105,6 +105,10 @@ def test_the_statuses_of_many_jobs_in_one_read(store: Store, clock: FakeClock) -
     assert statuses[first_step.id].finished_at < last_step.finished_at  # type: ignore[operator]
     assert (statuses[waiting.id].state, statuses[waiting.id].finished_at) == (State.RUNNING, None)
     assert statuses[waiting.processing_job_ids[2]].state is State.CACHED
+    assert statuses[done.id].outputs_pending and statuses[first_step.id].outputs_pending
+    store.mark_registered([r.id for r in store.pending_registrations(done.workspace_id, 100)])
+    statuses = store.job_statuses([first_step.id], [done.id])
+    assert not statuses[done.id].outputs_pending and not statuses[first_step.id].outputs_pending
     assert store.job_statuses() == {}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -50,16 +50,20 @@ class FakeService:
         self.store = store
         self.flushed = True
 
-    def settled(self, workspace_id: str, state: State, finished_at: float | None) -> State:
+    def _shown(self, state: State) -> State:
         return state if self.flushed or state not in FINISHED else State.RUNNING
 
+    def settled_states(
+        self, job_ids: Sequence[str] = (), workflow_job_ids: Sequence[str] = ()
+    ) -> dict[str, State]:
+        statuses = self.store.job_statuses(job_ids, workflow_job_ids)
+        return {job_id: self._shown(status.state) for job_id, status in statuses.items()}
+
     def job_state(self, job_id: str) -> State:
-        job = self.store.job(job_id)
-        return self.settled(job.workspace_id, job.state, job.finished_at)
+        return self._shown(self.store.job(job_id).state)
 
     def workflow_job_state(self, workflow_job_id: str) -> State:
-        workflow = self.store.workflow_job(workflow_job_id)
-        return self.settled(workflow.workspace_id, workflow.state, None)
+        return self._shown(self.store.workflow_job(workflow_job_id).state)
 
 
 @pytest.fixture

@@ -221,12 +221,14 @@ class WorkflowJobInfo:
 
 @dataclass(frozen=True, slots=True)
 class JobStatus:
-    """A job's state and when it finished: what watching many jobs at once needs."""
+    """A job's state and whether its outputs are all in the METS: what watching many jobs
+    at once needs."""
 
     job_id: str
     workspace_id: str
     state: State
     finished_at: float | None  # of a workflow job: when its last step finished
+    outputs_pending: bool  # some of its outputs still wait in the outbox for the METS
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from ocrswarm.engine.coordinator import Coordinator, CoordinatorOptions, Interru
 from ocrswarm.engine.database import StoreError
 from ocrswarm.engine.dispatch import Dispatcher
 from ocrswarm.engine.metswriter import MetsWriter, StepAgent
-from ocrswarm.engine.records import JobInfo
+from ocrswarm.engine.records import JobInfo, JobStatus
 from ocrswarm.engine.states import FINISHED, State
 from ocrswarm.engine.store import Store
 from ocrswarm.engine.tools import available_executables, step_agent
@@ -60,10 +60,9 @@ class NoMetsWriting:
 class WorkspaceWriters:
     """A METS writer per workspace, flushed together by the coordinator's loop.
 
-    Each workspace's outbox is emptied completely when its save is due; `flushed_at`
-    records when the last complete flush of a workspace began, so every task completed
-    before that moment is in its METS. A workspace with new jobs gets a writer that knows
-    their steps' agents, each written with the first output of its step.
+    Each workspace's outbox is emptied completely when its save is due. A workspace with
+    new jobs gets a writer that knows their steps' agents, each written with the first
+    output of its step.
     """
 
     def __init__(self, store: Store) -> None:
@@ -72,7 +71,6 @@ class WorkspaceWriters:
         self._known: set[str] = set()
         self._writers: dict[str, MetsWriter] = {}
         self._next_flush: dict[str, float] = {}
-        self._flushed_at: dict[str, float] = {}
         self._urgent: set[str] = set()
         self._new_jobs: set[str] = set()  # workspaces whose writer lacks some jobs' agents
         self._agents: dict[str, StepAgent | None] = {}  # by job id; None: cannot be said
@@ -90,13 +88,11 @@ class WorkspaceWriters:
             if workspace_id in self._known:
                 self._urgent.add(workspace_id)
 
-    def flushed_at(self, workspace_id: str) -> float:
-        """Wall-clock time before which every completed task of the workspace is in its METS
-        (infinite for a workspace this server writes no METS of, e.g. one deleted)."""
+    def writes(self, workspace_id: str) -> bool:
+        """Whether this server writes the workspace's METS now (not one deleted, or one
+        given up on after an error: its jobs' pending outputs will not come)."""
         with self._lock:
-            if workspace_id not in self._known:
-                return math.inf
-            return self._flushed_at.get(workspace_id, 0.0)
+            return workspace_id in self._known
 
     def flush(self, *, force: bool = False) -> int:
         """Register pending outputs of every workspace whose save is due (all when `force`)."""
@@ -112,7 +108,7 @@ class WorkspaceWriters:
         return total
 
     def _flush_one(self, workspace_id: str) -> int:
-        began_wall, began = time.time(), time.monotonic()
+        began = time.monotonic()
         try:
             writer = self._current_writer(workspace_id)
             count = writer.flush(force=True)
@@ -129,8 +125,6 @@ class WorkspaceWriters:
         self._next_flush[workspace_id] = time.monotonic() + max(
             _MIN_FLUSH_SECONDS, spent / _SAVE_SHARE
         )
-        with self._lock:
-            self._flushed_at[workspace_id] = began_wall
         return count
 
     def _current_writer(self, workspace_id: str) -> MetsWriter:
@@ -253,29 +247,38 @@ class EngineService:
         with self._watch_lock:
             self._watches.append(_Watch(job_id, workflow, hook))
 
-    def settled(self, workspace_id: str, state: State, finished_at: float | None) -> State:
+    def settled(self, status: JobStatus) -> State:
         """The state to report: a finished job whose outputs are not yet all in the METS
-        is still RUNNING."""
-        if state not in FINISHED:
-            return state
-        if finished_at is None or finished_at >= self.writers.flushed_at(workspace_id):
-            self.writers.hurry(workspace_id)
+        is still RUNNING. Decided by the outbox, never by comparing clocks: workers on other
+        machines complete tasks with their own."""
+        if (
+            status.state in FINISHED
+            and status.outputs_pending
+            and self.writers.writes(status.workspace_id)
+        ):
+            self.writers.hurry(status.workspace_id)
             return State.RUNNING
-        return state
+        return status.state
+
+    def settled_states(
+        self, job_ids: Sequence[str] = (), workflow_job_ids: Sequence[str] = ()
+    ) -> dict[str, State]:
+        """The settled state of many processing and workflow jobs in one store read; ids
+        not found are left out."""
+        statuses = self.store.job_statuses(job_ids, workflow_job_ids)
+        return {job_id: self.settled(status) for job_id, status in statuses.items()}
 
     def job_state(self, job_id: str) -> State:
         """A processing job's settled state."""
-        job = self.store.job(job_id)
-        return self.settled(job.workspace_id, job.state, job.finished_at)
+        state = self.settled_states([job_id]).get(job_id)
+        return self.store.job(job_id).state if state is None else state  # unknown: raises
 
     def workflow_job_state(self, workflow_job_id: str) -> State:
-        """A workflow job's settled state (its last step's jobs finish last)."""
-        workflow = self.store.workflow_job(workflow_job_id)
-        if workflow.state not in FINISHED:
-            return workflow.state
-        ends = [self.store.job(job_id).finished_at for job_id in workflow.processing_job_ids]
-        finished_at = None if None in ends else max(end or 0.0 for end in ends)
-        return self.settled(workflow.workspace_id, workflow.state, finished_at)
+        """A workflow job's settled state."""
+        state = self.settled_states((), [workflow_job_id]).get(workflow_job_id)
+        if state is None:
+            return self.store.workflow_job(workflow_job_id).state  # unknown: raises
+        return state
 
     # --- threads -------------------------------------------------------------------------
 
@@ -343,7 +346,7 @@ class EngineService:
         for watch in watches:
             status = statuses.get(watch.job_id)
             if status is not None:
-                state = self.settled(status.workspace_id, status.state, status.finished_at)
+                state = self.settled(status)
                 if state not in FINISHED:
                     continue
                 try:

@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, false, func, select
 
 from ocrswarm.engine.lookup import Target, WorkspaceNotFoundError, resolve_job
 from ocrswarm.engine.records import (
@@ -25,6 +25,7 @@ from ocrswarm.engine.records import (
 )
 from ocrswarm.engine.schema import (
     KIND_WORKFLOW,
+    files,
     job_dependencies,
     jobs,
     task_state_is,
@@ -32,7 +33,7 @@ from ocrswarm.engine.schema import (
     workflow_jobs,
     workspaces,
 )
-from ocrswarm.engine.states import State
+from ocrswarm.engine.states import FINISHED, State
 from ocrswarm.engine.workflow import WorkflowStep
 from ocrswarm.errors import UsageError
 
@@ -191,18 +192,28 @@ def job_statuses(
     connection: Connection, job_ids: Collection[str], workflow_job_ids: Collection[str]
 ) -> dict[str, JobStatus]:
     """The state of many processing and workflow jobs, one query per 500 ids of each kind
-    (not several per job); ids not found are left out."""
-    found: dict[str, JobStatus] = {}
+    (not several per job), plus one per 500 workspaces of finished ones for their outputs
+    still in the outbox; ids not found are left out."""
+    rows: list[tuple[str, str, State, float | None, str, int]] = []  # …, kind, key
     for chunk in _chunks(sorted(set(job_ids))):
         for row in connection.execute(
-            select(jobs.c.uid, jobs.c.state, jobs.c.finished_at, workflow_jobs.c.workspace_id)
+            select(
+                jobs.c.id,
+                jobs.c.uid,
+                jobs.c.state,
+                jobs.c.finished_at,
+                workflow_jobs.c.workspace_id,
+            )
             .join(workflow_jobs, workflow_jobs.c.id == jobs.c.workflow_job_id)
             .where(jobs.c.uid.in_(chunk))
         ):
-            found[row.uid] = JobStatus(row.uid, row.workspace_id, State(row.state), row.finished_at)
+            rows.append(
+                (row.uid, row.workspace_id, State(row.state), row.finished_at, "job", row.id)
+            )
     for chunk in _chunks(sorted(set(workflow_job_ids))):
         for row in connection.execute(
             select(
+                workflow_jobs.c.id,
                 workflow_jobs.c.uid,
                 workflow_jobs.c.state,
                 workflow_jobs.c.workspace_id,
@@ -220,8 +231,33 @@ def job_statuses(
             )
         ):
             finished_at = row.last_end if row.ended == row.steps else None
-            found[row.uid] = JobStatus(row.uid, row.workspace_id, State(row.state), finished_at)
-    return found
+            rows.append(
+                (row.uid, row.workspace_id, State(row.state), finished_at, "workflow", row.id)
+            )
+    finished_in = {workspace for _, workspace, state, _, _, _ in rows if state in FINISHED}
+    pending = _jobs_with_outputs_pending(connection, finished_in)
+    return {
+        uid: JobStatus(uid, workspace, state, finished_at, (kind, key) in pending)
+        for uid, workspace, state, finished_at, kind, key in rows
+    }
+
+
+def _jobs_with_outputs_pending(
+    connection: Connection, workspace_ids: Collection[str]
+) -> set[tuple[str, int]]:
+    """("job", id) and ("workflow", id) of every job with outputs not yet in its METS: the
+    outbox, which the METS writer keeps short, read through its (workspace, registered)
+    index. This, not a clock, says whether a finished job's files are all in the METS."""
+    pending: set[tuple[str, int]] = set()
+    for chunk in _chunks(sorted(workspace_ids)):
+        for row in connection.execute(
+            select(files.c.job_id, files.c.workflow_job_id)
+            .distinct()
+            .where(files.c.workspace_id.in_(chunk), files.c.registered == false())
+        ):
+            pending.add(("job", row.job_id))
+            pending.add(("workflow", row.workflow_job_id))
+    return pending
 
 
 def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:

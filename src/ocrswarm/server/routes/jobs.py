@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Protocol
@@ -43,7 +43,9 @@ class Settling(Protocol):
 
     store: Store
 
-    def settled(self, workspace_id: str, state: State, finished_at: float | None) -> State: ...
+    def settled_states(
+        self, job_ids: Sequence[str] = (), workflow_job_ids: Sequence[str] = ()
+    ) -> dict[str, State]: ...
 
     def job_state(self, job_id: str) -> State: ...
 
@@ -208,17 +210,16 @@ def list_jobs(
 ) -> JobList:
     processing = service.store.jobs(workspace_id)
     summaries: list[JobSummary] = []
-    if kind in (None, JobKind.WORKFLOW):
-        finished_at = {job.id: job.finished_at for job in processing}
-        for workflow in service.store.workflow_jobs(workspace_id):
-            ends = [finished_at.get(job_id) for job_id in workflow.processing_job_ids]
-            end = None if None in ends else max(end or 0.0 for end in ends)
-            shown = service.settled(workflow.workspace_id, workflow.state, end)
-            summaries.append(_workflow_summary(workflow, shown))
-    if kind in (None, JobKind.PROCESSING):
-        for job in processing:
-            shown = service.settled(job.workspace_id, job.state, job.finished_at)
-            summaries.append(_processing_summary(job, shown))
+    workflows = service.store.workflow_jobs(workspace_id) if kind != JobKind.PROCESSING else []
+    if kind == JobKind.WORKFLOW:
+        processing = []
+    shown = service.settled_states(
+        [job.id for job in processing], [workflow.id for workflow in workflows]
+    )
+    for workflow in workflows:
+        summaries.append(_workflow_summary(workflow, shown.get(workflow.id, workflow.state)))
+    for job in processing:
+        summaries.append(_processing_summary(job, shown.get(job.id, job.state)))
     names = _processor_names(processor)
     matching = [
         summary

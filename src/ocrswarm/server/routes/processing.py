@@ -102,7 +102,7 @@ def run_processor(
         callback_url=args.callback_url,
         result_queue=args.result_queue_name,
     )
-    return _processor_job(job, service.settled(job.workspace_id, job.state, job.finished_at))
+    return _processor_job(job, service.job_state(job.id))
 
 
 @router.get(
@@ -114,7 +114,7 @@ def run_processor(
 def processor_job(job_id: str, service: ServiceDep) -> ProcessorJob:
     """A processing job and its state."""
     job = service.store.job(job_id)
-    return _processor_job(job, service.settled(job.workspace_id, job.state, job.finished_at))
+    return _processor_job(job, service.job_state(job.id))
 
 
 @router.get(

@@ -185,12 +185,13 @@ def workflow_job(job_id: str, service: ServiceDep) -> WorkflowJobStatus:
     store = service.store
     job = store.workflow_job(job_id)
     processors: dict[str, dict[str, Any]] = {}
+    shown = service.settled_states(job.processing_job_ids)
     for step, step_job_id in zip(job.steps, job.processing_job_ids, strict=True):
         info = store.job(step_job_id)
         processors[_step_key(step, len(processors))] = {
             "job_id": step_job_id,
             "executable": info.executable,
-            "state": str(service.settled(info.workspace_id, info.state, info.finished_at)),
+            "state": str(shown.get(step_job_id, info.state)),
             "counts": {str(state): count for state, count in info.counts.items() if count},
         }
     failed = [
