@@ -25,27 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ocrswarm.engine.files import FileLike, sync_filesystem
+from ocrswarm.engine.files import sync_filesystem
 from ocrswarm.formats.mets import Agent
-from ocrswarm.formats.metsstream import MetsAppender
+from ocrswarm.formats.metsstream import FileEntry, MetsAppender
 
 log = logging.getLogger(__name__)
 
 _SAVE_SHARE = 0.05  # at most about this share of the time goes into saving
 
 
-class _FileEntry(FileLike, Protocol):
-    """A file reference with the page it belongs to, as the METS needs it."""
-
-    @property
-    def page_id(self) -> str | None: ...
-
-
 class _Registration(Protocol):
     @property
     def id(self) -> int: ...
     @property
-    def file(self) -> _FileEntry: ...
+    def file(self) -> FileEntry: ...
 
 
 class Outbox(Protocol):
