@@ -4,8 +4,11 @@ Topology, as OCR-D's processing server has it: one durable queue per processor, 
 exactly after its executable (`ocrd-tesserocr-recognize`). Ours also carry a dead-letter
 exchange: a message a worker rejects (its task failed for good) goes through the durable
 direct exchange `ocrswarm.dead` to the durable queue `<processor>.dead`, where an operator
-can look at it. Messages are JSON, persistent, and published with publisher confirms, so a
-message the broker acknowledged survives a broker restart.
+can look at it. Messages are JSON and persistent. The dispatcher's messages are published
+in batches, each one AMQP transaction: at the commit RabbitMQ takes responsibility for the
+whole batch (written to disk, so it survives a broker restart) in one round trip, where a
+publisher confirm per message cost a round trip each. Result messages, one at a time, are
+published with publisher confirms.
 
 A processing message's body follows OCR-D's processing-message schema exactly (its
 `additionalProperties` is false); our own task id travels in the AMQP `message_id`
@@ -150,6 +153,10 @@ class OutgoingMessage:
     attempt: int | None = None
 
 
+def _message_id(message: OutgoingMessage) -> str | None:
+    return None if message.task_id is None else str(message.task_id)
+
+
 def _properties(message: OutgoingMessage) -> pika.BasicProperties:
     headers: dict[str, Any] = {}
     if message.task_id is not None:
@@ -159,21 +166,22 @@ def _properties(message: OutgoingMessage) -> pika.BasicProperties:
     return pika.BasicProperties(
         content_type=JSON_TYPE,
         delivery_mode=_PERSISTENT,
-        message_id=None if message.task_id is None else str(message.task_id),
+        message_id=_message_id(message),
         timestamp=int(time.time()),
         headers=headers or None,
     )
 
 
 class Publisher:
-    """Publishes persistent JSON messages with publisher confirms, declaring each
-    processor's queue the first time it is used. Not thread-safe."""
+    """Publishes persistent JSON messages in transactional batches (see the module docstring),
+    declaring each processor's queue the first time it is used. Not thread-safe."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._connection: BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._declared: set[str] = set()
+        self._returned: list[tuple[str, str | None]] = []  # (queue, message id) sent back
 
     def _open(self) -> BlockingChannel:
         if self._channel is None or not self._channel.is_open:
@@ -181,7 +189,8 @@ class Publisher:
             self._connection = connect(self.url)
             try:
                 channel = self._connection.channel()
-                channel.confirm_delivery()
+                channel.tx_select()
+                channel.add_on_return_callback(self._on_return)
             except CONNECTION_ERRORS as error:
                 self.close()
                 raise BrokerError(f"RabbitMQ at {redact(self.url)}: {_describe(error)}") from error
@@ -189,15 +198,23 @@ class Publisher:
             self._declared.clear()
         return self._channel
 
+    def _on_return(
+        self, _channel: BlockingChannel, method: Any, properties: Any, _body: bytes
+    ) -> None:
+        self._returned.append((method.routing_key, properties.message_id))
+
     def publish(self, messages: Iterable[OutgoingMessage]) -> int:
-        """Publish to each message's processor queue, in order; each one is confirmed by
-        the broker before the next is sent. How many were sent; PublishError (after
-        closing the connection), which says how many were confirmed, at the first that
-        was not."""
-        done = 0
+        """Publish to each message's processor queue, in order, as one transaction; how
+        many were sent. PublishError (after closing the connection) says how many were
+        taken: none when the commit failed or was not answered, else those before the first
+        message the broker could not route (it sends back a message whose queue is gone)."""
+        batch = list(messages)
+        if not batch:
+            return 0
+        self._returned.clear()
         try:
             channel = self._open()
-            for message in messages:
+            for message in batch:
                 if message.queue not in self._declared:
                     declare_processor_queue(channel, message.queue)
                     self._declared.add(message.queue)
@@ -208,20 +225,33 @@ class Publisher:
                     _properties(message),
                     mandatory=True,
                 )
-                done += 1
+            channel.tx_commit()
+            assert self._connection is not None
+            self._connection.process_data_events(time_limit=0)  # runs _on_return
         except BrokerError as error:
             self.close()
-            raise PublishError(str(error), done) from error
-        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as error:
-            self.close()
-            raise PublishError(f"RabbitMQ did not take a message: {error}", done) from error
+            raise PublishError(str(error), 0) from error
         except CONNECTION_ERRORS as error:
             self.close()
             raise PublishError(
-                f"lost RabbitMQ at {redact(self.url)} after {done} messages: {_describe(error)}",
-                done,
+                f"lost RabbitMQ at {redact(self.url)} while publishing {len(batch)} messages: "
+                f"{_describe(error)}",
+                0,
             ) from error
-        return done
+        if self._returned:
+            self.close()
+            returned = set(self._returned)
+            first = next(
+                (
+                    index
+                    for index, message in enumerate(batch)
+                    if (message.queue, _message_id(message)) in returned
+                ),
+                0,
+            )
+            queue, _ = self._returned[0]
+            raise PublishError(f"RabbitMQ could not route a message to queue {queue!r}", first)
+        return len(batch)
 
     def process_events(self) -> None:
         """Answer the broker's heartbeats while idle (call it now and then)."""
@@ -345,6 +375,7 @@ class Consumer:
         self._channel: BlockingChannel | None = None
         self._generation = 0
         self._arrived: list[Delivery] = []
+        self._unsettled: dict[int, None] = {}  # delivery tags of this connection, in order
         self._next_attempt = 0.0
         self._backoff = 0.5
         self._paused = False
@@ -375,6 +406,7 @@ class Consumer:
             raise BrokerError(f"RabbitMQ at {redact(self.url)}: {_describe(error)}") from error
         self._connection, self._channel = connection, channel
         self._generation += 1
+        self._unsettled.clear()
         self._backoff = 0.5
 
     def _consume(self, channel: BlockingChannel) -> None:
@@ -389,6 +421,7 @@ class Consumer:
             )
 
     def _arrive(self, queue: str, method: Any, properties: Any, body: bytes) -> None:
+        self._unsettled[method.delivery_tag] = None
         self._arrived.append(
             Delivery(
                 queue,
@@ -468,6 +501,34 @@ class Consumer:
             delivery, lambda ch: ch.basic_reject(delivery.delivery_tag, requeue=requeue)
         )
 
+    def settle(self, acks: Sequence[Delivery], dead: Sequence[Delivery]) -> None:
+        """Acknowledge `acks` and dead-letter `dead` (those of an old connection are dropped:
+        they come again).
+
+        The oldest unsettled messages, when all of them are acknowledged here, take one
+        ack with `multiple` (a batch of completions is mostly such a run)."""
+        for delivery in dead:
+            self.reject(delivery, requeue=False)
+        tags = {d.delivery_tag for d in acks if d.generation == self._generation}
+        if not tags or self._channel is None or not self._channel.is_open:
+            return
+        upto = None
+        for tag in self._unsettled:
+            if tag not in tags:
+                break
+            upto = tag
+        try:
+            if upto is not None:
+                self._channel.basic_ack(upto, multiple=True)
+            for tag in sorted(tags):
+                if upto is None or tag > upto:
+                    self._channel.basic_ack(tag)
+        except CONNECTION_ERRORS as error:
+            self._lost(_describe(error))
+            return
+        for tag in tags:
+            self._unsettled.pop(tag, None)
+
     def _settle(self, delivery: Delivery, action: Any) -> bool:
         if delivery.generation != self._generation or not self.connected:
             return False
@@ -477,6 +538,7 @@ class Consumer:
         except CONNECTION_ERRORS as error:
             self._lost(_describe(error))
             return False
+        self._unsettled.pop(delivery.delivery_tag, None)
         return True
 
     def _lost(self, why: str) -> None:

@@ -161,6 +161,7 @@ class _Feed(threading.Thread):
         self._lock = threading.Lock()
         self._requests: queue.SimpleQueue[tuple[Delivery, bool]] = queue.SimpleQueue()
         self._prefetch: int | None = None
+        self._serving_due = threading.Event()  # a call of _serve_requests is on its way
         self._stopping = threading.Event()
         self.wake_fd, self._wake_w = os.pipe()
         os.set_blocking(self.wake_fd, False)
@@ -200,9 +201,14 @@ class _Feed(threading.Thread):
             self._buffer.extendleft(reversed(deliveries))
 
     def settle(self, delivery: Delivery, *, ack: bool) -> None:
-        """Acknowledge (`ack`) or dead-letter a message, soon, in the feed's thread."""
+        """Acknowledge (`ack`) or dead-letter a message, soon, in the feed's thread. The
+        settlements of a batch of completions travel together: one wake-up of the feed,
+        mostly one ack (see Consumer.settle)."""
         self._requests.put((delivery, ack))
-        self.consumer.call_threadsafe(self._serve_requests)
+        if not self._serving_due.is_set():
+            self._serving_due.set()
+            if not self.consumer.call_threadsafe(self._serve_requests):
+                self._serving_due.clear()  # no connection now: the feed's loop serves them
 
     def set_prefetch(self, prefetch: int) -> None:
         self._prefetch = prefetch
@@ -227,12 +233,14 @@ class _Feed(threading.Thread):
 
     def _serve_requests(self) -> None:
         """Runs in the feed's thread only (inside `poll` when called back)."""
+        self._serving_due.clear()
+        acks: list[Delivery] = []
+        dead: list[Delivery] = []
         while True:
             try:
                 delivery, ack = self._requests.get_nowait()
             except queue.Empty:
-                return
-            if ack:
-                self.consumer.ack(delivery)
-            else:
-                self.consumer.reject(delivery, requeue=False)
+                break
+            (acks if ack else dead).append(delivery)
+        if acks or dead:
+            self.consumer.settle(acks, dead)

@@ -21,7 +21,7 @@ import os
 import random
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -191,6 +191,27 @@ def _raise_store_error(error: DBAPIError) -> None:
     """Operational trouble (unreachable server, lock timeout) is the user's to see."""
     if isinstance(error, OperationalError):
         raise StoreError(f"database error: {error.orig}") from error
+
+
+def refresh_statistics(engine: Engine, tables: Sequence[str]) -> None:
+    """PostgreSQL: ANALYZE `tables` now (SQLite: nothing), after a change that makes their
+    statistics wrong, such as a submission of thousands of page tasks.
+
+    The planner's estimates come from the last ANALYZE, and plans that connections cached
+    (psycopg prepares a statement it runs often) keep them until the next one: with the
+    `tasks` table last analysed before a big submission, it believes no task is QUEUED and
+    the dispatcher's take_ready ran as a nested loop over the whole table, O(n) per call.
+    Autovacuum analyses only about once a minute. A failure is logged and ignored: the
+    submission is committed already, and only speed is at stake.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f"ANALYZE {', '.join(tables)}")
+            connection.commit()
+    except DBAPIError as error:
+        log.warning("cannot refresh the planner's statistics of %s: %s", tables, error.orig)
 
 
 def migrate(engine: Engine) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, false, or_, select, true, update
 
 from ocrswarm.engine.catalog import Catalog
-from ocrswarm.engine.queue import QUEUE_ORDER
+from ocrswarm.engine.queue import QUEUE_ORDER, task_in
 from ocrswarm.engine.schema import task_state_is, tasks
 from ocrswarm.engine.states import State
 
@@ -58,9 +58,9 @@ _READY = (
     .cte("ready")
     .prefix_with("MATERIALIZED", dialect="postgresql")
 )
-_MARK = (
-    update(tasks)
-    .where(tasks.c.id.in_(select(_READY.c.id)), task_state_is(State.QUEUED))
+_MARKS = {
+    postgresql: update(tasks)
+    .where(task_in(_READY, postgresql=postgresql), task_state_is(State.QUEUED))
     .values(published=True)
     .returning(
         tasks.c.id,
@@ -72,7 +72,8 @@ _MARK = (
         tasks.c.page_index,
         tasks.c.step,
     )
-)
+    for postgresql in (False, True)
+}
 
 
 def take_ready(connection: Connection, catalog: Catalog, now: float, limit: int) -> list[ReadyTask]:
@@ -80,7 +81,9 @@ def take_ready(connection: Connection, catalog: Catalog, now: float, limit: int)
     if limit < 1:
         return []
     rows = sorted(
-        connection.execute(_MARK, {"b_now": now, "b_limit": limit}),
+        connection.execute(
+            _MARKS[connection.dialect.name == "postgresql"], {"b_now": now, "b_limit": limit}
+        ),
         key=lambda r: (-r.priority, r.workflow_job_id, r.page_index, r.step),
     )
     job_facts = catalog.jobs(connection, {row.job_id for row in rows})

@@ -24,14 +24,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
+    ColumnElement,
     Connection,
     Row,
     String,
     Update,
     and_,
+    any_,
     bindparam,
     cast,
     false,
+    func,
     insert,
     or_,
     select,
@@ -83,7 +87,17 @@ def task_id_of(token: str) -> int | None:
     return int(head) if dot and head.isdigit() else None
 
 
-def _claim_statement(*, by_executable: bool) -> Update:
+def task_in(ready: CTE, *, postgresql: bool) -> ColumnElement[bool]:
+    """`tasks.id IN (the ids of the CTE ready)`; on PostgreSQL `= ANY(ARRAY(…))`, which is
+    a lookup of each id in the primary key. For the plain IN, the planner may hash-join a
+    sequential scan of the whole table instead, trusting estimates that a big submission or
+    a finished one made wrong: a cost that grows with the table on every claim."""
+    if postgresql:
+        return tasks.c.id == any_(func.array(select(ready.c.id).scalar_subquery()))
+    return tasks.c.id.in_(select(ready.c.id))
+
+
+def _claim_statement(*, by_executable: bool, postgresql: bool) -> Update:
     """UPDATE … RETURNING that leases the best ready tasks; built once, run with binds.
 
     The candidates come from a CTE, which runs once: as a plain `IN (subquery)`, PostgreSQL
@@ -108,7 +122,7 @@ def _claim_statement(*, by_executable: bool) -> Update:
     )
     return (
         update(tasks)
-        .where(tasks.c.id.in_(select(ready_ids.c.id)), task_state_in(_CLAIMABLE))
+        .where(task_in(ready_ids, postgresql=postgresql), task_state_in(_CLAIMABLE))
         .values(
             state=State.RUNNING,
             token=cast(tasks.c.id, String).concat(bindparam("b_token_suffix")),
@@ -132,8 +146,14 @@ def _claim_statement(*, by_executable: bool) -> Update:
     )
 
 
-_CLAIM_ANY = _claim_statement(by_executable=False)
-_CLAIM_BY_EXECUTABLE = _claim_statement(by_executable=True)
+# by (executables given, PostgreSQL)
+_CLAIMS = {
+    (by_executable, postgresql): _claim_statement(
+        by_executable=by_executable, postgresql=postgresql
+    )
+    for by_executable in (False, True)
+    for postgresql in (False, True)
+}
 # no ORDER BY: sorted by id in Python, so the planner never walks the primary key instead
 _INPUT_FILES = select(
     files.c.id,
@@ -175,11 +195,10 @@ def claim(
         "b_worker": worker_id,
         "b_lease_until": lease_until,
     }
-    if executables is None:
-        claimed = connection.execute(_CLAIM_ANY, binds).all()
-    else:
+    if executables is not None:
         binds["b_executables"] = sorted(executables)
-        claimed = connection.execute(_CLAIM_BY_EXECUTABLE, binds).all()
+    statement = _CLAIMS[(executables is not None, connection.dialect.name == "postgresql")]
+    claimed = connection.execute(statement, binds).all()
     return _leases(connection, catalog, now, claimed, lease_until)
 
 

@@ -26,7 +26,14 @@ from ocrswarm.engine import (
     workerregistry,
 )
 from ocrswarm.engine.catalog import Catalog
-from ocrswarm.engine.database import PATIENCE_OPTION, connect, migrate, run_read, run_write
+from ocrswarm.engine.database import (
+    PATIENCE_OPTION,
+    connect,
+    migrate,
+    refresh_statistics,
+    run_read,
+    run_write,
+)
 from ocrswarm.engine.queue import RetryPolicy
 from ocrswarm.engine.records import (
     FailedTask,
@@ -45,6 +52,9 @@ from ocrswarm.engine.records import (
 from ocrswarm.engine.schema import KIND_PROCESSING, KIND_WORKFLOW
 from ocrswarm.engine.states import State
 from ocrswarm.engine.workflow import WorkflowStep
+
+# a submission of this many page tasks refreshes PostgreSQL's statistics (database.py)
+_ANALYZE_AFTER_TASKS = 1000
 
 
 def sqlite_url(path: Path) -> str:
@@ -187,7 +197,7 @@ class Store:
         page_selection: str | None,
     ) -> tuple[str, list[str]]:
         now = self._clock()
-        return run_write(
+        made = run_write(
             self._engine,
             lambda c: submission.submit(
                 c,
@@ -204,6 +214,9 @@ class Store:
                 page_selection=page_selection,
             ),
         )
+        if len(steps) * len(pages) >= _ANALYZE_AFTER_TASKS:
+            refresh_statistics(self._engine, ["tasks", "files"])
+        return made
 
     # the queue
 
