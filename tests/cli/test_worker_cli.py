@@ -134,8 +134,11 @@ def test_serve_and_two_workers_finish_a_workflow_with_every_page_once(
         workers = {w.id: w for w in store.list_workers()}
         assert set(workers) == {"w1", "w2"}
         assert all(w.stopped_at is not None and w.capacity == 2 for w in workers.values())
-        done_by = {t.worker_id.split(":")[0] for j in store.jobs() for t in store.page_tasks(j.id)}
-    assert len(done_by) >= 1
+        done_by = {t.worker_id for j in store.jobs() for t in store.page_tasks(j.id)}
+    # a task names the registered worker that did it, and which of its processes
+    assert {worker_id.rpartition("/")[::2] for worker_id in done_by} <= {
+        (name, slot) for name in ("w1", "w2") for slot in ("0", "1")
+    }
 
 
 def test_a_worker_needs_a_queue_and_a_shared_database(tmp_path: Path) -> None:

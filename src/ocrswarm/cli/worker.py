@@ -142,6 +142,7 @@ def run_worker(queue_url: str, database_url: str, settings: WorkerSettings) -> N
             NoMetsWriting(),
             CoordinatorOptions(workers=settings.jobs, lease_seconds=settings.lease_seconds),
             source=source,
+            name=name,
             pool=None
             if remote_files is None
             else WorkerPool(settings.jobs, remote_files=remote_files),

@@ -184,18 +184,21 @@ class Coordinator:
         on_progress: Callable[[Progress], None] | None = None,
         pool: WorkerPool | None = None,
         source: TaskSource | None = None,
+        name: str | None = None,
     ) -> None:
         """`workflow_job_id` None: serve until `stop()` (a server). `pool`: worker processes
         started early (they load their models meanwhile); by default the coordinator starts
         `options.workers` of them itself. `source`: where tasks come from (default: claims
-        from `store`); the coordinator closes it when it stops."""
+        from `store`); the coordinator closes it when it stops. `name`: what its tasks'
+        worker ids start with, `<name>/<slot>` (an `ocrswarm worker`'s registered id;
+        default `host:pid:random`)."""
         self._store = store
         self._source: TaskSource = source or StoreClaims(store)
         self._job_id = workflow_job_id
         self._writer = writer
         self._options = options
         self._on_progress = on_progress
-        self._run_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._run_id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pool = pool or WorkerPool(options.workers)
         self._results: list[TaskResult] = []
         self._written_to: set[Path] = set()  # workspaces the pending results wrote into
