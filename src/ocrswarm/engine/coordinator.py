@@ -8,7 +8,8 @@ run`) or until `stop()` (a server, which runs it in a thread):
   behind another while a worker is idle, and a worker's death strands few tasks;
 - completes finished tasks in batches (one transaction each), which also queues the next
   steps of those pages, after one file-system sync that makes the batch's files durable
-  (so no worker needs an fsync per file); failures are reported one by one (they are rare);
+  (so no worker needs an fsync per file; workers that upload their outputs to the server
+  need none); failures are reported one by one (they are rare);
 - renews the leases of its workers by heartbeat, and expires other holders' dead leases;
 - lets the METS writer register outputs as it sees fit;
 - on a worker's death fails the page it was processing (retried per the attempt policy) and
@@ -108,7 +109,9 @@ class TaskSource(Protocol):
         ...
 
     def want(self, tasks: int) -> None:
-        """How many tasks the coordinator would like to hold at once."""
+        """How many tasks the coordinator would like to have at hand: those it keeps at its
+        workers, and one more per worker process that a source handing tasks out ahead (a
+        RabbitMQ prefetch) should hold ready for it."""
         ...
 
     def poll(self) -> bool:
@@ -284,7 +287,9 @@ class Coordinator:
         if self._stopping:
             return
         ahead = self._ahead()
-        self._source.want(self._pool.size * ahead)
+        # one spare per process: when a page ends, the next is claimed from what the source
+        # holds, not after the page's completion, its acknowledgement and the next delivery
+        self._source.want(self._pool.size * (ahead + 1))
         for slot in self._pool.slots:
             if time.monotonic() < self._nothing_ready_until:
                 return
@@ -311,7 +316,8 @@ class Coordinator:
         if isinstance(event, TaskDone):
             if not self._results:
                 self._oldest_result = time.monotonic()
-            self._written_to.add(event.task.workspace_dir)
+            if not self._pool.outputs_pushed:
+                self._written_to.add(event.task.workspace_dir)
             self._results.append(TaskResult(event.task.task_id, event.task.token, event.outputs))
             executable, seconds = event.task.executable, event.seconds
             mean = self._mean_seconds.get(executable)

@@ -126,6 +126,12 @@ class WorkerPool:
         return self._slots
 
     @property
+    def outputs_pushed(self) -> bool:
+        """Whether the workers upload every output to the server, which makes it durable
+        before it accepts it (HTTP file transfer): nothing is left here to sync."""
+        return self._remote_files is not None
+
+    @property
     def started(self) -> bool:
         return bool(self._slots) or self._closing
 
