@@ -40,13 +40,28 @@ class ServiceUnavailable(Exception):
 
 
 def free_port() -> int:
-    """A TCP port free on every address now (and not one RabbitMQ's tools take)."""
+    """A TCP port free on every address now, below the kernel's ephemeral range (so no
+    outgoing connection can take it before the service binds it) and not one of RabbitMQ's
+    tools' ports."""
+    first_ephemeral = _first_ephemeral_port()
     while True:
+        port = 20000 + secrets.randbelow(max(1, min(first_ephemeral, 32768) - 20000))
+        if port in _RABBITMQ_RESERVED:
+            continue
         with socket.socket() as probe:
-            probe.bind(("", 0))
-            port: int = probe.getsockname()[1]
-        if port not in _RABBITMQ_RESERVED:
-            return port
+            try:
+                probe.bind(("", port))
+            except OSError:
+                continue
+        return port
+
+
+def _first_ephemeral_port() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def die_with_parent(user: str | None = None) -> Callable[[], None]:
@@ -219,11 +234,16 @@ class PrivateRabbitMQ:
         self.server_bin, self.ctl_bin = server, ctl
         self.addresses = tuple(addresses)
         self.node = f"ocrswarm-test-{secrets.token_hex(4)}@localhost"
-        self.port = free_port()
-        self.dist_port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="ocrswarm-mq-"))
         self.log_path = self.root / "rabbitmq.log"
         self.process: subprocess.Popen[bytes] | None = None
+        (self.root / "enabled_plugins").write_text("[].\n", encoding="utf-8")
+        (self.root / "rabbitmq-env.conf").write_text("", encoding="utf-8")
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        self.port = free_port()
+        self.dist_port = free_port()
         listeners = "".join(
             f"listeners.tcp.{n} = {address}:{self.port}\n"
             for n, address in enumerate(self.addresses, 1)
@@ -232,8 +252,6 @@ class PrivateRabbitMQ:
             listeners + "loopback_users = none\ndisk_free_limit.absolute = 50MB\n",
             encoding="utf-8",
         )
-        (self.root / "enabled_plugins").write_text("[].\n", encoding="utf-8")
-        (self.root / "rabbitmq-env.conf").write_text("", encoding="utf-8")
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
@@ -256,7 +274,20 @@ class PrivateRabbitMQ:
         path = "%2F" if vhost == "/" else vhost
         return f"amqp://guest:guest@{host}:{self.port}/{path}" + (f"?{query}" if query else "")
 
-    def start(self) -> None:
+    def start(self, attempts: int = 3) -> None:
+        """Start the node; a boot that fails (a port taken meanwhile by someone else) is
+        tried again on other ports."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once()
+                return
+            except RuntimeError:
+                if attempt == attempts or (self.process and self.process.poll() is None):
+                    raise
+                shutil.rmtree(self.root / "mnesia", ignore_errors=True)
+                self._choose_ports()
+
+    def _start_once(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 — the child keeps it
         self.process = subprocess.Popen(
             [self.server_bin],
