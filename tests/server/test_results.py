@@ -17,7 +17,9 @@ import pika
 import pytest
 import yaml
 
+from ocrswarm.engine.service import EngineService
 from ocrswarm.engine.states import State
+from ocrswarm.engine.store import Store, sqlite_url
 from ocrswarm.errors import UsageError
 from ocrswarm.formats.mets import Mets
 from ocrswarm.server.results import (
@@ -28,6 +30,7 @@ from ocrswarm.server.results import (
     Transport,
     check_queue_name,
 )
+from ocrswarm.server.submission import keep_promises
 from tests.cli.test_worker_cli import pg_url  # noqa: F401 (a fixture: the session's PostgreSQL, emptied)
 from tests.engine.conftest import postgres_url  # noqa: F401 (a fixture)
 from tests.server.conftest import ServerProcess, free_port
@@ -210,6 +213,19 @@ def test_owed_results_survive_a_restart_one_destination_at_a_time(tmp_path: Path
         PendingResult(owed.job_id, False, owed.where, (queue,))
     ]
     reloaded.served(owed.job_id, queue)
+    assert PendingResults(path).entries() == []
+
+
+def test_a_result_owed_for_a_job_that_no_longer_exists_is_forgotten_at_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "results.json"
+    owed = promise(Destination(Transport.CALLBACK, "http://example.org/done"))
+    PendingResults(path).add(owed)
+    with Store(sqlite_url(tmp_path / "state.sqlite")) as store:
+        store.migrate()
+        sender = ResultSender(PendingResults(path))
+        keep_promises(EngineService(store), sender)
     assert PendingResults(path).entries() == []
 
 

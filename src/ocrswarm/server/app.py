@@ -41,7 +41,7 @@ from ocrswarm.server.routes import (
 )
 from ocrswarm.server.schemas import ErrorBody
 from ocrswarm.server.settings import ServerSettings
-from ocrswarm.server.submission import keep_promise
+from ocrswarm.server.submission import keep_promises
 from ocrswarm.server.workspaces import WorkspaceLocks
 
 ROUTERS = (discovery, processing, workflow, workspace, files, jobs, workers, observe)
@@ -81,8 +81,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             )
             await run_in_threadpool(service.start)
             results.start()
-            for promise in results.pending.entries():
-                keep_promise(service, results, promise)
+            await run_in_threadpool(keep_promises, service, results)
             app.state.service = service
             app.state.results = results
             try:

@@ -243,6 +243,12 @@ class PendingResults:
             self._entries[entry.job_id] = entry
             self._save()
 
+    def forget(self, job_id: str) -> None:
+        """The job is gone (its workspace deleted with the store's rows): nothing is owed."""
+        with self._lock:
+            if self._entries.pop(job_id, None) is not None:
+                self._save()
+
     def served(self, job_id: str, destination: Destination) -> None:
         """`destination` has had the job's result (or was given up on): no longer owed."""
         with self._lock:

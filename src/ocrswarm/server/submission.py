@@ -3,6 +3,7 @@ and reporting the result when a job ends (callback URL, result queue)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -27,6 +28,8 @@ from ocrswarm.server.results import (
 )
 from ocrswarm.server.settings import ServerSettings
 from ocrswarm.server.workspaces import WorkspaceLocks
+
+log = logging.getLogger(__name__)
 
 RABBITMQ_MISSING = (
     "result_queue_name needs RabbitMQ ([queue] url in the server's configuration), which "
@@ -213,3 +216,18 @@ def keep_promise(service: EngineService, sender: ResultSender, promise: PendingR
         lambda _job_id, state: sender.report(promise, state),
         workflow=promise.workflow,
     )
+
+
+def keep_promises(service: EngineService, sender: ResultSender) -> None:
+    """At start: report the results still owed when their jobs finish; forget those whose
+    job no longer exists (they would otherwise be owed for ever)."""
+    promises = sender.pending.entries()
+    known = service.settled_states(
+        [p.job_id for p in promises if not p.workflow], [p.job_id for p in promises if p.workflow]
+    )
+    for promise in promises:
+        if promise.job_id in known:
+            keep_promise(service, sender, promise)
+        else:
+            log.warning("job %s no longer exists: its result is not owed", promise.job_id)
+            sender.pending.forget(promise.job_id)
