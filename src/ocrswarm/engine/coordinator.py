@@ -49,6 +49,7 @@ from ocrswarm.errors import OcrswarmError
 
 _AHEAD_SECONDS = 1.0  # how much work to keep queued at each worker
 _MAX_AHEAD = 256
+_MAX_SPARE_SECONDS = 60.0  # pages slower than this get no spare task (see _spare)
 _IDLE_POLL_SECONDS = 0.2  # how often to look for work when none was ready
 _PROGRESS_SECONDS = 0.5
 
@@ -287,9 +288,7 @@ class Coordinator:
         if self._stopping:
             return
         ahead = self._ahead()
-        # one spare per process: when a page ends, the next is claimed from what the source
-        # holds, not after the page's completion, its acknowledgement and the next delivery
-        self._source.want(self._pool.size * (ahead + 1))
+        self._source.want(self._pool.size * (ahead + self._spare()))
         for slot in self._pool.slots:
             if time.monotonic() < self._nothing_ready_until:
                 return
@@ -311,6 +310,17 @@ class Coordinator:
             return 1
         slowest = max(self._mean_seconds.values())
         return max(1, min(_MAX_AHEAD, math.ceil(_AHEAD_SECONDS / max(slowest, 1e-4))))
+
+    def _spare(self) -> int:
+        """Tasks per worker a source should hold ready beyond those at the workers: one,
+        so that when a page ends the next is claimed from what the source holds, not after
+        the page's completion, its acknowledgement and the next delivery (a tenth of a
+        second, which cost a page of one second 10 %). None while durations are unknown or
+        over `_MAX_SPARE_SECONDS`: a message held that long could outlast RabbitMQ's
+        consumer timeout, and there the round trip costs nothing."""
+        if not self._mean_seconds or max(self._mean_seconds.values()) > _MAX_SPARE_SECONDS:
+            return 0
+        return 1
 
     def _handle(self, event: WorkerEvent) -> None:
         if isinstance(event, TaskDone):
