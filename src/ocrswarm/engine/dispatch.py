@@ -2,10 +2,14 @@
 queue; leases of vanished workers are taken back.
 
 A loop in its own thread: take ready tasks from the store (marking them published),
-publish them with confirms, unmark what the broker did not take. The store stays the
-truth; see publication.py for why every QUEUED task is unmarked (and so sent again) when
-the dispatcher starts and after a database error. A broker or database outage costs a
-pause with backoff, never a task: the loop keeps going until it is stopped.
+publish them (a batch is one AMQP transaction), unmark what the broker did not take. The
+store stays the truth; see publication.py for why every QUEUED task is unmarked (and so
+sent again) when the dispatcher starts and after a database error. A broker or database
+outage costs a pause with backoff, never a task: the loop keeps going until it is stopped.
+
+Tasks become ready when workers complete their pages' earlier steps, in the shared
+database, which tells nobody: the dispatcher looks every 50 ms, and every 0.2 s once it
+found nothing for two seconds (a submission on this server wakes it at once).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from ocrswarm.errors import OcrswarmError
 log = logging.getLogger(__name__)
 
 _MAX_PAUSE = 10.0
+_QUIET_SECONDS = 2.0  # nothing found for this long: look less often (_QUIET_POLL_SECONDS)
+_QUIET_POLL_SECONDS = 0.2
 
 
 def processing_message(task: ReadyTask, *, created: float | None = None) -> dict[str, Any]:
@@ -75,6 +81,7 @@ class Dispatcher:
         """Dispatch until `stop` (call it in a thread of its own)."""
         recover = True  # a predecessor may have marked tasks the broker never confirmed
         next_expiry = 0.0
+        last_found = time.monotonic()
         try:
             while not self._stopping.is_set():
                 busy = False
@@ -87,7 +94,10 @@ class Dispatcher:
                     if time.monotonic() >= next_expiry:
                         self._store.expire_leases()
                         next_expiry = time.monotonic() + self._expiry_seconds
-                    busy = self._dispatch_once()
+                    found = self._dispatch_once()
+                    busy = found == self._batch  # a full batch: more may wait
+                    if found:
+                        last_found = time.monotonic()
                     self._pause = 0.0
                 except PublishError as error:
                     self._trouble(f"RabbitMQ: {error}")
@@ -100,18 +110,19 @@ class Dispatcher:
                     self._trouble("an unexpected error")
                 if not busy:
                     self._publisher.process_events()
-                    self._wake.wait(self._pause or self._idle_seconds)
+                    quiet = time.monotonic() - last_found > _QUIET_SECONDS
+                    idle = max(self._idle_seconds, _QUIET_POLL_SECONDS) if quiet else None
+                    self._wake.wait(self._pause or idle or self._idle_seconds)
                     self._wake.clear()
         finally:
             self._publisher.close()
 
-    def _dispatch_once(self) -> bool:
-        """Publish one batch of ready tasks; whether the batch was full (more may wait)."""
+    def _dispatch_once(self) -> int:
+        """Publish one batch of ready tasks; how many."""
         ready = self._store.take_ready(self._batch)
-        if not ready:
-            return False
-        self._publish(ready)
-        return len(ready) == self._batch
+        if ready:
+            self._publish(ready)
+        return len(ready)
 
     def _publish(self, ready: Sequence[ReadyTask]) -> None:
         created = time.time()
