@@ -97,6 +97,30 @@ def task_in(ready: CTE, *, postgresql: bool) -> ColumnElement[bool]:
     return tasks.c.id.in_(select(ready.c.id))
 
 
+# What every claim sets (with binds b_token_suffix, b_worker, b_lease_until, b_now) and
+# returns: one lease, whichever way the task was chosen.
+_LEASE_VALUES: dict[str, Any] = {
+    "state": State.RUNNING,
+    "token": cast(tasks.c.id, String).concat(bindparam("b_token_suffix")),
+    "worker_id": bindparam("b_worker"),
+    "lease_until": bindparam("b_lease_until"),
+    "attempts": tasks.c.attempts + 1,
+    "not_before": None,
+    "started_at": bindparam("b_now"),
+}
+_LEASED_COLUMNS = (
+    tasks.c.id,
+    tasks.c.token,
+    tasks.c.job_id,
+    tasks.c.workflow_job_id,
+    tasks.c.page_index,
+    tasks.c.step,
+    tasks.c.page_id,
+    tasks.c.priority,
+    tasks.c.attempts,
+)
+
+
 def _claim_statement(*, by_executable: bool, postgresql: bool) -> Update:
     """UPDATE … RETURNING that leases the best ready tasks; built once, run with binds.
 
@@ -123,26 +147,8 @@ def _claim_statement(*, by_executable: bool, postgresql: bool) -> Update:
     return (
         update(tasks)
         .where(task_in(ready_ids, postgresql=postgresql), task_state_in(_CLAIMABLE))
-        .values(
-            state=State.RUNNING,
-            token=cast(tasks.c.id, String).concat(bindparam("b_token_suffix")),
-            worker_id=bindparam("b_worker"),
-            lease_until=bindparam("b_lease_until"),
-            attempts=tasks.c.attempts + 1,
-            not_before=None,
-            started_at=bindparam("b_now"),
-        )
-        .returning(
-            tasks.c.id,
-            tasks.c.token,
-            tasks.c.job_id,
-            tasks.c.workflow_job_id,
-            tasks.c.page_index,
-            tasks.c.step,
-            tasks.c.page_id,
-            tasks.c.priority,
-            tasks.c.attempts,
-        )
+        .values(**_LEASE_VALUES)
+        .returning(*_LEASED_COLUMNS)
     )
 
 
@@ -262,27 +268,8 @@ _CLAIM_BY_ID_CANDIDATES = (
 _CLAIM_BY_ID = (
     update(tasks)
     .where(tasks.c.id.in_(bindparam("b_ids", expanding=True)), task_state_in(_CLAIMABLE))
-    .values(
-        state=State.RUNNING,
-        token=cast(tasks.c.id, String).concat(bindparam("b_token_suffix")),
-        worker_id=bindparam("b_worker"),
-        lease_until=bindparam("b_lease_until"),
-        attempts=tasks.c.attempts + 1,
-        not_before=None,
-        started_at=bindparam("b_now"),
-        published=False,
-    )
-    .returning(
-        tasks.c.id,
-        tasks.c.token,
-        tasks.c.job_id,
-        tasks.c.workflow_job_id,
-        tasks.c.page_index,
-        tasks.c.step,
-        tasks.c.page_id,
-        tasks.c.priority,
-        tasks.c.attempts,
-    )
+    .values(**_LEASE_VALUES, published=False)
+    .returning(*_LEASED_COLUMNS)
 )
 
 
